@@ -1,0 +1,179 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ChatSessionQuerySet(models.QuerySet):
+    def for_user(self, user):
+        return self.filter(user=user)
+
+    def in_context(self, *, model_id=None, run_id=None):
+        """Filter to one context; general is (NULL, NULL), which ``=`` cannot match."""
+        return self.filter(
+            Q(model_id=model_id) if model_id is not None else Q(model__isnull=True),
+            Q(run_id=run_id) if run_id is not None else Q(run__isnull=True),
+            detached_label="",
+        )
+
+
+class ChatSession(models.Model):
+    """A conversation: general, about one of the user's models, or about one run."""
+
+    class TitleSource(models.TextChoices):
+        PROVISIONAL = "provisional", "From the first message"
+        AUTO = "auto", "Generated"
+        USER = "user", "Set by the user"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_sessions"
+    )
+    model = models.ForeignKey(
+        "models_app.Model",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="chat_sessions",
+    )
+    run = models.ForeignKey(
+        "models_app.Run",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="chat_sessions",
+    )
+    title = models.CharField(max_length=200, blank=True)
+    title_source = models.CharField(
+        max_length=12, choices=TitleSource.choices, default=TitleSource.PROVISIONAL
+    )
+    is_active = models.BooleanField(default=True)
+    pinned = models.BooleanField(default=False)
+    archived = models.BooleanField(default=False)
+    # Set when the model or run this conversation was about is deleted (invariant 5):
+    # the conversation is kept, read-only and never active again.
+    detached_label = models.CharField(max_length=200, blank=True)
+    summary = models.TextField(blank=True)
+    summary_until_id = models.BigIntegerField(
+        null=True, blank=True, help_text="Id of the last message the summary covers."
+    )
+    summary_message_count = models.PositiveIntegerField(default=0)
+    preview = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+    last_message_at = models.DateTimeField(null=True, blank=True)
+    # Sort key of the sidebar: the last message's time, or the creation time before one.
+    activity_at = models.DateTimeField(default=timezone.now)
+    message_count = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    last_llm = models.CharField(max_length=120, blank=True)
+
+    objects = ChatSessionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-pinned", "-activity_at", "-id"]
+        constraints = [
+            # Invariant 1, one constraint per context shape: NULLs are distinct in an
+            # ordinary unique index, so the general context needs its own.
+            models.UniqueConstraint(
+                fields=["user"],
+                condition=Q(is_active=True, model__isnull=True, run__isnull=True),
+                name="one_active_general_session",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "model"],
+                condition=Q(is_active=True, model__isnull=False, run__isnull=True),
+                name="one_active_model_session",
+            ),
+            models.UniqueConstraint(
+                fields=["user", "model", "run"],
+                condition=Q(is_active=True, model__isnull=False, run__isnull=False),
+                name="one_active_run_session",
+            ),
+            models.CheckConstraint(
+                condition=Q(run__isnull=True) | Q(model__isnull=False),
+                name="session_run_implies_model",
+            ),
+            models.CheckConstraint(
+                condition=Q(is_active=False) | Q(detached_label=""),
+                name="session_detached_is_inactive",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "archived", "-pinned", "-activity_at", "-id"],
+                name="session_sidebar",
+            ),
+            models.Index(fields=["user", "model", "run", "-activity_at"], name="session_context"),
+        ]
+
+    def __str__(self):
+        return self.title or "New conversation"
+
+    def get_absolute_url(self):
+        if self.model_id and not self.run_id:
+            return f"/m/{self.model_id}/c/{self.id}"
+        return f"/c/{self.id}"
+
+    @property
+    def context(self) -> str:
+        if self.detached_label:
+            return "detached"
+        if self.run_id:
+            return "run"
+        if self.model_id:
+            return "model"
+        return "general"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        SYSTEM = "system", "System"
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+        TOOL = "tool", "Tool"
+
+    class Status(models.TextChoices):
+        COMPLETE = "complete", "Complete"
+        STREAMING = "streaming", "Streaming"
+        STOPPED = "stopped", "Stopped"
+        ERROR = "error", "Error"
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    content = models.TextField(blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    llm = models.CharField(max_length=120, blank=True)
+    prompt_tokens = models.PositiveIntegerField(null=True, blank=True)
+    completion_tokens = models.PositiveIntegerField(null=True, blank=True)
+    # [{"name": ..., "arguments": {...}, "result": "short text"}]
+    tools_used = models.JSONField(default=list, blank=True)
+    client_id = models.CharField(max_length=64, null=True, blank=True)
+    reply_to = models.OneToOneField(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reply"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "client_id"],
+                condition=Q(client_id__isnull=False),
+                name="message_client_id_unique_per_session",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["session", "created_at", "id"], name="message_page"),
+            models.Index(
+                fields=["status"], condition=Q(status="streaming"), name="message_streaming"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.role}: {self.content[:40]}"

@@ -1,0 +1,158 @@
+"""Reads. Every selector is scoped to a user: another user's rows do not exist here."""
+
+import uuid
+
+from django.db.models import QuerySet
+
+from models_app.models import Model, Run
+
+from .exceptions import (
+    ConversationNotFound,
+    DomainError,
+    ModelNotFound,
+    RunNotFound,
+)
+from .models import ChatSession, Message
+
+MESSAGE_PAGE_MAX = 200
+
+
+def parse_id(value, *, field: str = "id", kind: str = "conversation") -> uuid.UUID:
+    """Return ``value`` as a UUID, or raise a clear error naming the field."""
+    if isinstance(value, uuid.UUID):
+        return value
+    try:
+        return uuid.UUID(str(value))
+    except (TypeError, ValueError, AttributeError):
+        raise DomainError(f"'{value}' is not a valid {kind} id.", field=field) from None
+
+
+def parse_int_id(value, *, field: str) -> int:
+    if isinstance(value, bool):
+        raise DomainError(f"{field} must be an integer id.", field=field)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise DomainError(f"{field} must be an integer id.", field=field) from None
+    if number <= 0 or number >= 2**63:
+        raise DomainError(f"{field} must be a positive integer id.", field=field)
+    return number
+
+
+def model_get(*, user, model_id) -> Model:
+    model = Model.objects.for_user(user).filter(pk=parse_int_id(model_id, field="model")).first()
+    if model is None:
+        raise ModelNotFound()
+    return model
+
+
+def run_get(*, user, run_id) -> Run:
+    run = (
+        Run.objects.for_user(user)
+        .select_related("model")
+        .filter(pk=parse_int_id(run_id, field="run"))
+        .first()
+    )
+    if run is None:
+        raise RunNotFound()
+    return run
+
+
+def context_resolve(*, user, model_id=None, run_id=None) -> tuple[Model | None, Run | None]:
+    """Return the (model, run) of a context, checked for ownership and consistency.
+
+    A run without a model implies the run's model; a run of another model is refused.
+    """
+    model = model_get(user=user, model_id=model_id) if model_id not in (None, "") else None
+    run = run_get(user=user, run_id=run_id) if run_id not in (None, "") else None
+    if run is not None:
+        if model is None:
+            model = run.model
+        elif run.model_id != model.id:
+            raise DomainError("That run does not belong to that model.", field="run")
+    return model, run
+
+
+def session_get(*, user, session_id) -> ChatSession:
+    session = (
+        ChatSession.objects.for_user(user)
+        .select_related("model", "run")
+        .filter(pk=parse_id(session_id, field="session"))
+        .first()
+    )
+    if session is None:
+        raise ConversationNotFound()
+    return session
+
+
+def session_active(*, user, model_id=None, run_id=None) -> ChatSession | None:
+    """Return the active session of a context, or None."""
+    return (
+        ChatSession.objects.for_user(user)
+        .in_context(model_id=model_id, run_id=run_id)
+        .filter(is_active=True)
+        .select_related("model", "run")
+        .first()
+    )
+
+
+def session_list(
+    *,
+    user,
+    context: str | None = None,
+    model_id=None,
+    run_id=None,
+    archived: bool | None = False,
+) -> QuerySet[ChatSession]:
+    """Return the user's sessions, pinned first, then by most recent activity.
+
+    ``context`` is general, model, run or detached (the model or run was deleted);
+    ``archived=None`` lists both archived and not.
+    """
+    qs = ChatSession.objects.for_user(user).select_related("model", "run")
+    if archived is not None:
+        qs = qs.filter(archived=archived)
+    if context == "general":
+        qs = qs.filter(model__isnull=True, run__isnull=True, detached_label="")
+    elif context == "model":
+        qs = qs.filter(model__isnull=False, run__isnull=True)
+    elif context == "run":
+        qs = qs.filter(run__isnull=False)
+    elif context == "detached":
+        qs = qs.exclude(detached_label="")
+    elif context is not None:
+        raise DomainError(
+            "context must be one of general, model, run, detached.", field="context"
+        )
+    if model_id not in (None, ""):
+        qs = qs.filter(model_id=parse_int_id(model_id, field="model"))
+    if run_id not in (None, ""):
+        qs = qs.filter(run_id=parse_int_id(run_id, field="run"))
+    return qs.order_by("-pinned", "-activity_at", "-id")
+
+
+def message_page(
+    *, session: ChatSession, before_id=None, limit: int = 50
+) -> tuple[list[Message], bool]:
+    """Return up to ``limit`` messages before ``before_id``, oldest first, and has_more.
+
+    Keyset pagination over (created_at, id): constant cost however deep the page.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise DomainError("limit must be a positive integer.", field="limit")
+    limit = min(limit, MESSAGE_PAGE_MAX)
+    qs = Message.objects.filter(session=session)
+    if before_id not in (None, ""):
+        anchor = (
+            Message.objects.filter(session=session, pk=parse_int_id(before_id, field="before"))
+            .values("created_at", "id")
+            .first()
+        )
+        if anchor is None:
+            raise DomainError("before is not a message of this conversation.", field="before")
+        qs = qs.filter(created_at__lte=anchor["created_at"]).exclude(
+            created_at=anchor["created_at"], id__gte=anchor["id"]
+        )
+    rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
+    has_more = len(rows) > limit
+    return rows[:limit][::-1], has_more

@@ -1,0 +1,539 @@
+"""Every write to conversations and messages.
+
+Views, viewsets, the WebSocket consumer, the SSE view, the admin and the management
+commands call these functions; none of them writes a ChatSession or Message itself.
+
+Locking: a function that changes which session of a context is active first locks the
+owner's ``User`` row (``lock_user``), then the sessions it touches. One lock order for
+every such function means switches of one user are serialised and never deadlock; users
+do not wait on each other. On SQLite the IMMEDIATE transaction mode does the same job.
+"""
+
+import functools
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, OperationalError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from . import selectors
+from .exceptions import (
+    ConversationNotFound,
+    ConversationReadOnly,
+    DomainError,
+    EmptyMessage,
+    GenerationInProgress,
+    InvalidContext,
+    MessageTooLong,
+)
+from .models import ChatSession, Message
+
+logger = logging.getLogger(__name__)
+
+PROVISIONAL_TITLE_CHARS = 50
+PREVIEW_CHARS = 200
+TITLE_MAX_CHARS = 200
+CLIENT_ID_MAX_CHARS = 64
+CONFLICT_ATTEMPTS = 8
+
+
+def _retry_on_conflict(func):
+    """Run ``func`` again when a concurrent transaction made it fail.
+
+    The user-row lock already serialises switches; this is the belt to those braces:
+    a deadlock, a serialisation failure, SQLite's "database is locked" or a constraint
+    race is retried (the transaction was rolled back whole) and never reaches the caller.
+    """
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+            try:
+                return func(*args, **kwargs)
+            except (IntegrityError, OperationalError) as exc:
+                if (
+                    attempt == CONFLICT_ATTEMPTS
+                    or transaction.get_connection().in_atomic_block
+                ):
+                    raise
+                logger.info(
+                    "retrying %s after %s (attempt %d)", func.__name__, exc, attempt
+                )
+                time.sleep(random.uniform(0.005, 0.02) * attempt)
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def lock_user(user) -> None:
+    """Take the row lock that serialises context switches of ``user``."""
+    list(
+        get_user_model()
+        .objects.select_for_update()
+        .filter(pk=user.pk)
+        .values_list("pk")
+    )
+
+
+def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
+    """Deactivate the active session of a context (caller holds the user lock)."""
+    qs = ChatSession.objects.for_user(user).in_context(model_id=model_id, run_id=run_id)
+    if keep_id is not None:
+        qs = qs.exclude(pk=keep_id)
+    qs.filter(is_active=True).update(is_active=False)
+
+
+def _activate(session: ChatSession) -> None:
+    """Make ``session`` the active one of its context, without touching its timestamps."""
+    if session.detached_label:
+        raise ConversationReadOnly()
+    _deactivate_context(
+        user=session.user,
+        model_id=session.model_id,
+        run_id=session.run_id,
+        keep_id=session.pk,
+    )
+    ChatSession.objects.filter(pk=session.pk).update(is_active=True, archived=False)
+    session.is_active = True
+    session.archived = False
+
+
+def provisional_title(content: str) -> str:
+    """Return the first ~50 characters of a message, cut at a word, as a title."""
+    text = " ".join(content.split())
+    if len(text) <= PROVISIONAL_TITLE_CHARS:
+        return text
+    cut = text[:PROVISIONAL_TITLE_CHARS]
+    if " " in cut[20:]:
+        cut = cut[: cut.rindex(" ")]
+    return cut.rstrip(" ,.;:-") + "…"
+
+
+def _preview(content: str) -> str:
+    text = " ".join(content.split())
+    return text if len(text) <= PREVIEW_CHARS else text[: PREVIEW_CHARS - 1] + "…"
+
+
+def check_message_content(content) -> str:
+    """Return ``content`` if it is a sendable message, else raise a clear error."""
+    if not isinstance(content, str):
+        raise DomainError("content must be a string.", field="content")
+    if not content.strip():
+        raise EmptyMessage(field="content")
+    limit = settings.MAX_MESSAGE_CHARS
+    if len(content) > limit:
+        raise MessageTooLong(
+            f"The message is {len(content):,} characters long; the limit is {limit:,}.",
+            field="content",
+        )
+    return content
+
+
+def _check_client_id(client_id) -> str | None:
+    if client_id in (None, ""):
+        return None
+    if not isinstance(client_id, str) or len(client_id) > CLIENT_ID_MAX_CHARS:
+        raise DomainError(
+            f"client_id must be a string of at most {CLIENT_ID_MAX_CHARS} characters.",
+            field="client_id",
+        )
+    return client_id
+
+
+def _check_title(title) -> str:
+    if not isinstance(title, str):
+        raise DomainError("title must be a string.", field="title")
+    title = " ".join(title.split())
+    if not title:
+        raise DomainError("The title is empty.", field="title")
+    if len(title) > TITLE_MAX_CHARS:
+        raise DomainError(
+            f"The title is longer than {TITLE_MAX_CHARS} characters.", field="title"
+        )
+    return title
+
+
+def _create_session(*, user, model, run, session_id=None, title="") -> ChatSession:
+    """Create the active session of a context (caller holds the user lock)."""
+    _deactivate_context(
+        user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
+    )
+    now = timezone.now()
+    return ChatSession.objects.create(
+        id=session_id or uuid.uuid4(),
+        user=user,
+        model=model,
+        run=run,
+        title=title,
+        title_source=ChatSession.TitleSource.USER
+        if title
+        else ChatSession.TitleSource.PROVISIONAL,
+        is_active=True,
+        created_at=now,
+        updated_at=now,
+        activity_at=now,
+    )
+
+
+def _existing_for_client_uuid(*, user, session_id, model, run) -> ChatSession | None:
+    """Return the session a client already created under ``session_id``, if any.
+
+    The id is the client's idempotency key: the same id in the same context is the same
+    conversation; someone else's id is "not found"; the id in another context is refused.
+    """
+    existing = ChatSession.objects.filter(pk=session_id).first()
+    if existing is None:
+        return None
+    if existing.user_id != user.pk:
+        raise ConversationNotFound()
+    if (existing.model_id, existing.run_id) != (
+        model.pk if model else None,
+        run.pk if run else None,
+    ) and not existing.detached_label:
+        raise InvalidContext(
+            "A conversation with this id already exists in another context.", field="id"
+        )
+    return existing
+
+
+@_retry_on_conflict
+def conversation_start(
+    *, user, model_id=None, run_id=None, session_id=None, title: str = ""
+) -> tuple[ChatSession, bool]:
+    """Start a new active conversation in a context; return it and whether it is new.
+
+    The context's previous active session becomes inactive in the same transaction.
+    With a client-supplied ``session_id`` the call is idempotent. Takes the user lock.
+    """
+    model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
+    session_id = selectors.parse_id(session_id, field="id") if session_id else None
+    title = _check_title(title) if title else ""
+    with transaction.atomic():
+        lock_user(user)
+        if session_id is not None:
+            existing = _existing_for_client_uuid(
+                user=user, session_id=session_id, model=model, run=run
+            )
+            if existing is not None:
+                return existing, False
+        return _create_session(
+            user=user, model=model, run=run, session_id=session_id, title=title
+        ), True
+
+
+@_retry_on_conflict
+def conversation_get_or_create_active(
+    *, user, model_id=None, run_id=None
+) -> tuple[ChatSession, bool]:
+    """Return the context's active session, creating it if there is none."""
+    model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
+    key = {"model_id": model.pk if model else None, "run_id": run.pk if run else None}
+    session = selectors.session_active(user=user, **key)
+    if session is not None:
+        return session, False
+    with transaction.atomic():
+        lock_user(user)
+        session = selectors.session_active(user=user, **key)
+        if session is not None:
+            return session, False
+        return _create_session(user=user, model=model, run=run), True
+
+
+@_retry_on_conflict
+def conversation_resume(*, user, session_id) -> ChatSession:
+    """Make a conversation the active one of its context; return it.
+
+    Switching is not activity: ``updated_at``, ``last_message_at`` and the sidebar order
+    stay as they were. Resuming an archived conversation brings it back from the archive.
+    Takes the user lock, then the session's row.
+    """
+    session_id = selectors.parse_id(session_id, field="session")
+    with transaction.atomic():
+        lock_user(user)
+        session = (
+            ChatSession.objects.for_user(user)
+            .select_for_update()
+            .filter(pk=session_id)
+            .first()
+        )
+        if session is None:
+            raise ConversationNotFound()
+        if not session.is_active or session.archived:
+            _activate(session)
+    return selectors.session_get(user=user, session_id=session_id)
+
+
+@_retry_on_conflict
+def conversation_update(
+    *, user, session_id, title: str | None = None, pinned=None, archived=None
+) -> ChatSession:
+    """Rename, pin/unpin or archive/unarchive a conversation; return it.
+
+    A rename is the user's: auto-titling never overwrites it. Archiving deactivates.
+    """
+    changes = {}
+    if title is not None:
+        changes["title"] = _check_title(title)
+        changes["title_source"] = ChatSession.TitleSource.USER
+    for name, value in (("pinned", pinned), ("archived", archived)):
+        if value is not None:
+            if not isinstance(value, bool):
+                raise DomainError(f"{name} must be true or false.", field=name)
+            changes[name] = value
+    if changes.get("archived"):
+        changes["is_active"] = False
+    session = selectors.session_get(user=user, session_id=session_id)
+    if changes:
+        changes["updated_at"] = timezone.now()
+        with transaction.atomic():
+            ChatSession.objects.filter(pk=session.pk).update(**changes)
+    return selectors.session_get(user=user, session_id=session_id)
+
+
+def conversation_delete(*, user, session_id) -> None:
+    """Delete a conversation and its messages."""
+    session = selectors.session_get(user=user, session_id=session_id)
+    with transaction.atomic():
+        session.delete()
+
+
+def conversation_delete_all(*, user) -> int:
+    """Delete every conversation of ``user``; return how many there were."""
+    with transaction.atomic():
+        count = ChatSession.objects.for_user(user).count()
+        ChatSession.objects.for_user(user).delete()
+    return count
+
+
+def conversation_set_auto_title(*, session_id, title: str) -> bool:
+    """Store a generated title unless the user renamed the conversation; return if stored."""
+    title = " ".join(str(title).split()).strip("\"'")[:TITLE_MAX_CHARS]
+    if not title:
+        return False
+    updated = (
+        ChatSession.objects.filter(pk=session_id)
+        .exclude(title_source=ChatSession.TitleSource.USER)
+        .update(title=title, title_source=ChatSession.TitleSource.AUTO)
+    )
+    return bool(updated)
+
+
+def conversation_set_summary(
+    *, session_id, summary: str, until_message_id: int, message_count: int
+) -> None:
+    """Store the rolling summary of everything up to ``until_message_id``."""
+    ChatSession.objects.filter(pk=session_id).update(
+        summary=summary,
+        summary_until_id=until_message_id,
+        summary_message_count=message_count,
+    )
+
+
+def message_append(
+    *,
+    session: ChatSession,
+    role: str,
+    content: str,
+    status: str = Message.Status.COMPLETE,
+    at=None,
+    **fields,
+) -> Message:
+    """Append a message to a conversation and keep the conversation's counters.
+
+    The first user message gives a conversation without a title its provisional title.
+    Expects to run inside the caller's transaction when it is part of a larger write.
+    """
+    now = at or timezone.now()
+    message = Message.objects.create(
+        session=session,
+        role=role,
+        content=content,
+        status=status,
+        created_at=now,
+        updated_at=now,
+        **fields,
+    )
+    changes = {
+        "message_count": F("message_count") + 1,
+        "last_message_at": now,
+        "activity_at": now,
+        "updated_at": now,
+    }
+    if content:
+        changes["preview"] = _preview(content)
+    if role == Message.Role.USER and not session.title:
+        changes["title"] = session.title = provisional_title(content)
+    ChatSession.objects.filter(pk=session.pk).update(**changes)
+    return message
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What ``reply_start`` stored: the user's message and the assistant's placeholder."""
+
+    session: ChatSession
+    user_message: Message
+    assistant_message: Message | None
+    session_created: bool
+    duplicate: bool
+    first_message: bool
+
+
+@_retry_on_conflict
+def reply_start(
+    *, user, content, session_id=None, model_id=None, run_id=None, client_id=None
+) -> Reply:
+    """Store a user message and an empty ``streaming`` assistant reply to it.
+
+    Without ``session_id`` the message goes to the context's active session (created if
+    there is none); with an unknown ``session_id`` that id becomes a new conversation
+    (the ephemeral chat's first message). Sending into an inactive conversation makes it
+    active. The same ``client_id`` again returns the stored messages (``duplicate``).
+    The caller starts the generation once this returns (the transaction has committed).
+    Takes the user lock.
+    """
+    content = check_message_content(content)
+    client_id = _check_client_id(client_id)
+    model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
+    session_id = selectors.parse_id(session_id, field="session") if session_id else None
+    with transaction.atomic():
+        lock_user(user)
+        created = False
+        if session_id is not None:
+            session = (
+                ChatSession.objects.for_user(user)
+                .select_for_update()
+                .filter(pk=session_id)
+                .first()
+            )
+            if session is None:
+                if ChatSession.objects.filter(pk=session_id).exists():
+                    raise ConversationNotFound()
+                session = _create_session(
+                    user=user, model=model, run=run, session_id=session_id
+                )
+                created = True
+            elif (model or run) and (
+                (model and session.model_id != model.pk)
+                or (run and session.run_id != run.pk)
+            ):
+                raise InvalidContext(
+                    "That conversation belongs to another context.", field="session"
+                )
+        else:
+            session = selectors.session_active(
+                user=user,
+                model_id=model.pk if model else None,
+                run_id=run.pk if run else None,
+            )
+            if session is None:
+                session = _create_session(user=user, model=model, run=run)
+                created = True
+        if session.detached_label:
+            raise ConversationReadOnly()
+        if client_id is not None:
+            previous = (
+                Message.objects.filter(
+                    session=session, client_id=client_id, role=Message.Role.USER
+                )
+                .select_related("reply")
+                .first()
+            )
+            if previous is not None:
+                reply = getattr(previous, "reply", None)
+                return Reply(session, previous, reply, False, True, False)
+        if Message.objects.filter(
+            session=session, status=Message.Status.STREAMING
+        ).exists():
+            raise GenerationInProgress()
+        if not session.is_active or session.archived:
+            _activate(session)
+        first_message = not Message.objects.filter(
+            session=session, role=Message.Role.USER
+        ).exists()
+        llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
+        now = timezone.now()
+        user_message = message_append(
+            session=session,
+            role=Message.Role.USER,
+            content=content,
+            client_id=client_id,
+            at=now,
+        )
+        assistant_message = message_append(
+            session=session,
+            role=Message.Role.ASSISTANT,
+            content="",
+            status=Message.Status.STREAMING,
+            reply_to=user_message,
+            llm=llm,
+            at=now + timezone.timedelta(microseconds=1),
+        )
+    session.refresh_from_db()
+    return Reply(
+        session, user_message, assistant_message, created, False, first_message
+    )
+
+
+def reply_save_progress(*, message_id: int, content: str) -> None:
+    """Save the partial content of a reply that is still streaming."""
+    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+        content=content, updated_at=timezone.now()
+    )
+
+
+def reply_finish(
+    *,
+    message_id: int,
+    content: str,
+    status: str,
+    error: str = "",
+    prompt_tokens: int | None = None,
+    completion_tokens: int | None = None,
+    tools_used: list | None = None,
+) -> bool:
+    """Store a reply's final content and status; return False if it was already final."""
+    if status == Message.Status.STREAMING:
+        raise ValueError("a finished reply cannot be streaming")
+    now = timezone.now()
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(pk=message_id, status=Message.Status.STREAMING)
+            .first()
+        )
+        if message is None:
+            return False
+        fields = {
+            "content": content,
+            "status": status,
+            "error": error,
+            "updated_at": now,
+        }
+        fields["prompt_tokens"] = prompt_tokens
+        fields["completion_tokens"] = completion_tokens
+        if tools_used is not None:
+            fields["tools_used"] = tools_used
+        Message.objects.filter(pk=message_id).update(**fields)
+        session_changes = {
+            "prompt_tokens": F("prompt_tokens") + (prompt_tokens or 0),
+            "completion_tokens": F("completion_tokens") + (completion_tokens or 0),
+            "last_llm": message.llm,
+        }
+        if content:
+            session_changes["preview"] = _preview(content)
+        ChatSession.objects.filter(pk=message.session_id).update(**session_changes)
+    return True
+
+
+def replies_mark_interrupted() -> int:
+    """Mark replies left ``streaming`` by a crash as errors, keeping what was saved."""
+    return Message.objects.filter(status=Message.Status.STREAMING).update(
+        status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now()
+    )

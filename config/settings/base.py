@@ -1,0 +1,162 @@
+"""Settings shared by every environment.
+
+Every value an operator may change is read once, here, through one ``environ.Env``.
+The embedded default (no variables at all) is SQLite, the in-memory channel layer and
+the built-in development LLM; production refuses to start without its secrets.
+"""
+
+from pathlib import Path
+
+import environ
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+
+env = environ.Env()
+environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+SECRET_KEY = env("SECRET_KEY", default="")
+DEBUG = env.bool("DEBUG", default=False)
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "django_htmx",
+    "accounts",
+    "models_app",
+    "chat",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ASGI_APPLICATION = "config.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def database_config(url: str, *, pool: bool) -> dict:
+    """Return Django's DATABASES entry for ``url``, tuned for this app's workload."""
+    config = env.db_url_config(url)
+    engine = config["ENGINE"]
+    options = config.setdefault("OPTIONS", {})
+    if engine == "django.db.backends.sqlite3":
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock at
+        # BEGIN so concurrent writers queue on the busy timeout instead of failing.
+        options.setdefault("timeout", 30)
+        options.setdefault("transaction_mode", "IMMEDIATE")
+        options.setdefault(
+            "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+        )
+    elif engine == "django.db.backends.postgresql" and pool:
+        # Under ASGI every sync_to_async thread would otherwise open its own connection.
+        options.setdefault("pool", {"min_size": 2, "max_size": 40, "timeout": 10})
+    return config
+
+
+DATABASE_URL = env("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {"default": database_config(DATABASE_URL, pool=env.bool("DB_POOL", default=True))}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "login"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"},
+}
+
+# Channels: in-memory by default; Redis when REDIS_URL is set, so that several server
+# processes share the streams of one generation.
+REDIS_URL = env("REDIS_URL", default="")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1500, "expiry": 30},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The LLM (SPEC 5). Without LLM_BASE_URL the built-in development LLM is used.
+LLM_BASE_URL = env("LLM_BASE_URL", default="")
+OPENAI_API_KEY = env("OPENAI_API_KEY", default="")
+LLM_MODEL = env("LLM_MODEL", default="parlor-dev")
+LLM_TITLE_MODEL = env("LLM_TITLE_MODEL", default="") or LLM_MODEL
+LLM_SUMMARY_MODEL = env("LLM_SUMMARY_MODEL", default="") or LLM_MODEL
+LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
+
+# Conversations (SPEC 3).
+CONTEXT_MESSAGES = env.int("CONTEXT_MESSAGES", default=30)
+SUMMARY_THRESHOLD = env.int("SUMMARY_THRESHOLD", default=60)
+MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=32_000)
+
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Parlor API",
+    "DESCRIPTION": "Conversations with an AI assistant: general, per model, per run.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+}
+
+API_TOKEN_TTL_SECONDS = env.int("API_TOKEN_TTL_SECONDS", default=7 * 24 * 3600)

@@ -1,0 +1,12 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from chat.views_health import healthz
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+    path("accounts/", include("accounts.urls")),
+    path("api/", include("config.api_urls")),
+    path("", include("chat.urls")),
+]

@@ -1,0 +1,81 @@
+"""factory_boy factories for every model; tests build data only through these."""
+
+from decimal import Decimal
+
+import factory
+from django.utils import timezone
+
+from accounts.models import User
+from chat.models import ChatSession, Message
+from models_app.models import Model, Run, Trade
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    password = factory.PostGenerationMethodCall("set_password", "pw-for-tests-123")
+
+
+class ModelFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Model
+
+    owner = factory.SubFactory(UserFactory)
+    name = factory.Sequence(lambda n: f"Model {n}")
+    description = "A test trading model."
+    instructions = "Prefer liquid large caps."
+    rules = "Never risk more than 1% per trade."
+    trading_mode = Model.TradingMode.PAPER
+    trading_style = Model.TradingStyle.SWING
+    instrument = "stocks"
+    margin_account = True
+    buying_power = Decimal("25000.00")
+    allow_shorting = True
+    allowed_order_types = factory.LazyFunction(lambda: ["market", "limit"])
+
+
+class RunFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Run
+
+    model = factory.SubFactory(ModelFactory)
+    status = Run.Status.COMPLETED
+    started_at = factory.LazyFunction(lambda: timezone.now() - timezone.timedelta(days=1))
+    ended_at = factory.LazyFunction(timezone.now)
+    starting_capital = Decimal("10000.00")
+    ending_equity = Decimal("10450.00")
+
+
+class TradeFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Trade
+
+    run = factory.SubFactory(RunFactory)
+    symbol = factory.Iterator(["AAPL", "MSFT", "NVDA"])
+    side = Trade.Side.BUY
+    quantity = Decimal("10")
+    price = Decimal("100.50")
+    realized_pnl = Decimal("0")
+
+
+class ChatSessionFactory(factory.django.DjangoModelFactory):
+    """A session row made directly; use the services when the invariant matters."""
+
+    class Meta:
+        model = ChatSession
+
+    user = factory.SubFactory(UserFactory)
+    title = factory.Sequence(lambda n: f"Conversation {n}")
+    is_active = False
+
+
+class MessageFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Message
+
+    session = factory.SubFactory(ChatSessionFactory)
+    role = Message.Role.USER
+    content = factory.Sequence(lambda n: f"Message number {n}")
