@@ -121,9 +121,7 @@ def session_list(
     elif context == "detached":
         qs = qs.exclude(detached_label="")
     elif context is not None:
-        raise DomainError(
-            "context must be one of general, model, run, detached.", field="context"
-        )
+        raise DomainError("context must be one of general, model, run, detached.", field="context")
     if model_id not in (None, ""):
         qs = qs.filter(model_id=parse_int_id(model_id, field="model"))
     if run_id not in (None, ""):

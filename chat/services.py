@@ -57,14 +57,9 @@ def _retry_on_conflict(func):
             try:
                 return func(*args, **kwargs)
             except (IntegrityError, OperationalError) as exc:
-                if (
-                    attempt == CONFLICT_ATTEMPTS
-                    or transaction.get_connection().in_atomic_block
-                ):
+                if attempt == CONFLICT_ATTEMPTS or transaction.get_connection().in_atomic_block:
                     raise
-                logger.info(
-                    "retrying %s after %s (attempt %d)", func.__name__, exc, attempt
-                )
+                logger.info("retrying %s after %s (attempt %d)", func.__name__, exc, attempt)
                 time.sleep(random.uniform(0.005, 0.02) * attempt)
         raise AssertionError("unreachable")
 
@@ -73,12 +68,7 @@ def _retry_on_conflict(func):
 
 def lock_user(user) -> None:
     """Take the row lock that serialises context switches of ``user``."""
-    list(
-        get_user_model()
-        .objects.select_for_update()
-        .filter(pk=user.pk)
-        .values_list("pk")
-    )
+    list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
 
 
 def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
@@ -153,9 +143,7 @@ def _check_title(title) -> str:
     if not title:
         raise DomainError("The title is empty.", field="title")
     if len(title) > TITLE_MAX_CHARS:
-        raise DomainError(
-            f"The title is longer than {TITLE_MAX_CHARS} characters.", field="title"
-        )
+        raise DomainError(f"The title is longer than {TITLE_MAX_CHARS} characters.", field="title")
     return title
 
 
@@ -171,9 +159,7 @@ def _create_session(*, user, model, run, session_id=None, title="") -> ChatSessi
         model=model,
         run=run,
         title=title,
-        title_source=ChatSession.TitleSource.USER
-        if title
-        else ChatSession.TitleSource.PROVISIONAL,
+        title_source=ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL,
         is_active=True,
         created_at=now,
         updated_at=now,
@@ -257,10 +243,7 @@ def conversation_resume(*, user, session_id) -> ChatSession:
     with transaction.atomic():
         lock_user(user)
         session = (
-            ChatSession.objects.for_user(user)
-            .select_for_update()
-            .filter(pk=session_id)
-            .first()
+            ChatSession.objects.for_user(user).select_for_update().filter(pk=session_id).first()
         )
         if session is None:
             raise ConversationNotFound()
@@ -407,21 +390,15 @@ def reply_start(
         created = False
         if session_id is not None:
             session = (
-                ChatSession.objects.for_user(user)
-                .select_for_update()
-                .filter(pk=session_id)
-                .first()
+                ChatSession.objects.for_user(user).select_for_update().filter(pk=session_id).first()
             )
             if session is None:
                 if ChatSession.objects.filter(pk=session_id).exists():
                     raise ConversationNotFound()
-                session = _create_session(
-                    user=user, model=model, run=run, session_id=session_id
-                )
+                session = _create_session(user=user, model=model, run=run, session_id=session_id)
                 created = True
             elif (model or run) and (
-                (model and session.model_id != model.pk)
-                or (run and session.run_id != run.pk)
+                (model and session.model_id != model.pk) or (run and session.run_id != run.pk)
             ):
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
@@ -439,24 +416,18 @@ def reply_start(
             raise ConversationReadOnly()
         if client_id is not None:
             previous = (
-                Message.objects.filter(
-                    session=session, client_id=client_id, role=Message.Role.USER
-                )
+                Message.objects.filter(session=session, client_id=client_id, role=Message.Role.USER)
                 .select_related("reply")
                 .first()
             )
             if previous is not None:
                 reply = getattr(previous, "reply", None)
                 return Reply(session, previous, reply, False, True, False)
-        if Message.objects.filter(
-            session=session, status=Message.Status.STREAMING
-        ).exists():
+        if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
             raise GenerationInProgress()
         if not session.is_active or session.archived:
             _activate(session)
-        first_message = not Message.objects.filter(
-            session=session, role=Message.Role.USER
-        ).exists()
+        first_message = not Message.objects.filter(session=session, role=Message.Role.USER).exists()
         llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
         now = timezone.now()
         user_message = message_append(
@@ -476,9 +447,7 @@ def reply_start(
             at=now + timezone.timedelta(microseconds=1),
         )
     session.refresh_from_db()
-    return Reply(
-        session, user_message, assistant_message, created, False, first_message
-    )
+    return Reply(session, user_message, assistant_message, created, False, first_message)
 
 
 def reply_save_progress(*, message_id: int, content: str) -> None:

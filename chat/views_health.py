@@ -32,6 +32,10 @@ def healthz(request):
     channel_layer = _channel_layer_answers()
     ok = database and channel_layer
     return JsonResponse(
-        {"status": "ok" if ok else "unavailable", "database": database, "channel_layer": channel_layer},
+        {
+            "status": "ok" if ok else "unavailable",
+            "database": database,
+            "channel_layer": channel_layer,
+        },
         status=200 if ok else 503,
     )
