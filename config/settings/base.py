@@ -78,9 +78,7 @@ def database_config(url: str, *, pool: bool) -> dict:
         # BEGIN so concurrent writers queue on the busy timeout instead of failing.
         options.setdefault("timeout", 30)
         options.setdefault("transaction_mode", "IMMEDIATE")
-        options.setdefault(
-            "init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
-        )
+        options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     elif engine == "django.db.backends.postgresql" and pool:
         # Under ASGI every sync_to_async thread would otherwise open its own connection.
         options.setdefault("pool", {"min_size": 2, "max_size": 40, "timeout": 10})
