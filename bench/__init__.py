@@ -1,0 +1,1 @@
+"""Parlor's benchmarks: ``python -m bench`` (``make bench``) runs them all and prints a report."""
