@@ -2,7 +2,8 @@
 
 import uuid
 
-from django.db.models import QuerySet
+from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When, Window
+from django.db.models.functions import Coalesce, RowNumber
 
 from models_app.models import Model, Run
 
@@ -115,9 +116,10 @@ def session_list(
     if context == "general":
         qs = qs.filter(model__isnull=True, run__isnull=True, detached_label="")
     elif context == "model":
-        qs = qs.filter(model__isnull=False, run__isnull=True)
+        # A conversation of a deleted run keeps its model but is listed as detached.
+        qs = qs.filter(model__isnull=False, run__isnull=True, detached_label="")
     elif context == "run":
-        qs = qs.filter(run__isnull=False)
+        qs = qs.filter(run__isnull=False, detached_label="")
     elif context == "detached":
         qs = qs.exclude(detached_label="")
     elif context is not None:
@@ -154,3 +156,80 @@ def message_page(
     rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
     has_more = len(rows) > limit
     return rows[:limit][::-1], has_more
+
+
+SIDEBAR_PAGE = 30
+
+
+def _sidebar_group_key():
+    """Return the expression naming a session's sidebar group: -1 detached, 0 general, model."""
+    return Case(
+        When(~Q(detached_label=""), then=Value(-1)),
+        default=Coalesce("model_id", Value(0)),
+        output_field=IntegerField(),
+    )
+
+
+def sidebar_sessions(*, user, per_group: int = SIDEBAR_PAGE, archived: bool = False) -> list:
+    """Return the first ``per_group`` sessions of every sidebar group, in one query.
+
+    Groups: general, each model (its run conversations included), detached. Each group is
+    ordered pinned first, then most recent activity.
+    """
+    qs = session_list(user=user, archived=archived).annotate(
+        group_key=_sidebar_group_key(),
+        group_rank=Window(
+            RowNumber(),
+            partition_by=[_sidebar_group_key()],
+            order_by=[F("pinned").desc(), F("activity_at").desc(), F("id").desc()],
+        ),
+    )
+    return list(qs.filter(group_rank__lte=per_group))
+
+
+def sidebar_group_page(
+    *, user, group: str, offset: int, limit: int = SIDEBAR_PAGE, archived: bool = False
+) -> tuple[list, bool]:
+    """Return one further page of a sidebar group (general, detached or model-<id>)."""
+    if group == "general":
+        qs = session_list(user=user, context="general", archived=archived)
+    elif group == "detached":
+        qs = session_list(user=user, context="detached", archived=archived)
+    elif group.startswith("model-"):
+        qs = session_list(user=user, model_id=group.removeprefix("model-"), archived=archived)
+        qs = qs.filter(detached_label="")
+    else:
+        raise DomainError("Unknown sidebar group.", field="group")
+    rows = list(qs[offset : offset + limit + 1])
+    return rows[:limit], len(rows) > limit
+
+
+def session_search_snippets(*, user, query: str, limit: int = 20) -> list[tuple]:
+    """Return up to ``limit`` (session, text to cut a snippet from) matching ``query``.
+
+    A plain case-insensitive match over titles and message contents, most recent first.
+    """
+    query = " ".join(str(query).split())
+    if not query:
+        return []
+    found: dict = {}
+    for session in session_list(user=user, archived=None).filter(title__icontains=query)[:limit]:
+        found[session.pk] = (session, session.preview)
+    messages = (
+        Message.objects.filter(
+            session__user=user,
+            content__icontains=query,
+            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+        )
+        .select_related("session", "session__model", "session__run")
+        .order_by("-created_at", "-id")[: limit * 5]
+    )
+    for message in messages:
+        current = found.get(message.session_id)
+        if current is None and len(found) < limit:
+            found[message.session_id] = (message.session, message.content)
+        elif current is not None and query.lower() not in (current[1] or "").lower():
+            # A title match shows the body text that matches too, when there is one.
+            found[message.session_id] = (current[0], message.content)
+    results = sorted(found.values(), key=lambda pair: pair[0].activity_at, reverse=True)
+    return results[:limit]

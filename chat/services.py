@@ -15,11 +15,12 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import F
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from . import selectors
@@ -292,6 +293,28 @@ def conversation_delete_all(*, user) -> int:
         count = ChatSession.objects.for_user(user).count()
         ChatSession.objects.for_user(user).delete()
     return count
+
+
+def conversations_delete_empty(*, older_than: timedelta, dry_run: bool = False) -> int:
+    """Delete every user's conversations without messages created before ``older_than`` ago.
+
+    Return how many were (or, with ``dry_run``, would be) deleted. Rows another
+    transaction holds locked are being written right now and are skipped (PostgreSQL),
+    so a conversation that is receiving its first message is never deleted.
+    """
+    if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+        raise DomainError("older_than must be a non-negative duration.", field="older_than")
+    cutoff = timezone.now() - older_than
+    candidates = ChatSession.objects.filter(created_at__lt=cutoff, message_count=0).exclude(
+        Exists(Message.objects.filter(session=OuterRef("pk")))
+    )
+    if dry_run:
+        return candidates.count()
+    with transaction.atomic():
+        locked = candidates.select_for_update(skip_locked=True).order_by("pk")
+        ids = list(locked.values_list("pk", flat=True))
+        _, per_model = ChatSession.objects.filter(pk__in=ids, message_count=0).delete()
+    return per_model.get(ChatSession._meta.label, 0)
 
 
 def conversation_set_auto_title(*, session_id, title: str) -> bool:

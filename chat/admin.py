@@ -1,0 +1,212 @@
+"""Staff views of conversations and messages; every change goes through chat.services."""
+
+import importlib
+import importlib.util
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Q
+
+from . import services
+from .exceptions import DomainError
+from .models import ChatSession, Message
+
+
+def _optional(module: str, name: str):
+    """Return ``module.name`` if another part of Parlor provides it, else None."""
+    if importlib.util.find_spec(module) is None:
+        return None
+    return getattr(importlib.import_module(module), name, None)
+
+
+class ContextFilter(admin.SimpleListFilter):
+    title = "context"
+    parameter_name = "context"
+
+    def lookups(self, request, model_admin):
+        return [
+            ("general", "General"),
+            ("model", "Model"),
+            ("run", "Run"),
+            ("detached", "Deleted model or run"),
+        ]
+
+    def queryset(self, request, queryset):
+        live = Q(detached_label="")
+        match self.value():
+            case "general":
+                return queryset.filter(live, model__isnull=True, run__isnull=True)
+            case "model":
+                return queryset.filter(live, model__isnull=False, run__isnull=True)
+            case "run":
+                return queryset.filter(live, run__isnull=False)
+            case "detached":
+                return queryset.exclude(live)
+        return queryset
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = (
+        "created_at",
+        "role",
+        "status",
+        "content",
+        "llm",
+        "prompt_tokens",
+        "completion_tokens",
+    )
+    readonly_fields = fields
+    ordering = ("created_at", "id")
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ChatSessionForm(forms.ModelForm):
+    class Meta:
+        model = ChatSession
+        fields = ("title", "pinned", "archived")
+
+    def clean_title(self):
+        title = " ".join(self.cleaned_data["title"].split())
+        if "title" in self.changed_data and not title:
+            raise forms.ValidationError("The title is empty.")
+        return title
+
+
+@admin.register(ChatSession)
+class ChatSessionAdmin(admin.ModelAdmin):
+    list_display = (
+        "title_display",
+        "user",
+        "context_display",
+        "model",
+        "run",
+        "is_active",
+        "pinned",
+        "archived",
+        "message_count",
+        "last_message_at",
+    )
+    list_filter = ("is_active", ContextFilter, "user", "archived")
+    search_fields = ("title", "user__username")
+    list_select_related = ("user", "model", "run__model")
+    readonly_fields = (
+        "id",
+        "user",
+        "model",
+        "run",
+        "is_active",
+        "detached_label",
+        "title_source",
+        "summary_until_id",
+        "summary_message_count",
+        "preview",
+        "created_at",
+        "updated_at",
+        "last_message_at",
+        "activity_at",
+        "message_count",
+        "prompt_tokens",
+        "completion_tokens",
+        "last_llm",
+        "summary",
+    )
+    fields = ("title", "pinned", "archived", *readonly_fields)
+    form = ChatSessionForm
+    inlines = [MessageInline]
+    actions = ["make_active"]
+    ordering = ("-activity_at", "-id")
+
+    @admin.display(description="title", ordering="title")
+    def title_display(self, obj):
+        return str(obj)
+
+    @admin.display(description="context")
+    def context_display(self, obj):
+        return obj.detached_label or obj.context
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        # Offered only when the streaming engine / export module exist (other issues).
+        if _optional("chat.engine", "summarize_session") is not None:
+            actions["summarize_now"] = self.get_action("summarize_now")
+        if _optional("chat.exports", "export_sessions") is not None:
+            actions["export"] = self.get_action("export")
+        return actions
+
+    def save_model(self, request, obj, form, change):
+        """Save title/pin/archive through the service, so its rules apply here too."""
+        changes = {name: getattr(obj, name) for name in ("title", "pinned", "archived")}
+        services.conversation_update(
+            user=obj.user,
+            session_id=obj.pk,
+            **{name: value for name, value in changes.items() if name in form.changed_data},
+        )
+
+    def delete_model(self, request, obj):
+        services.conversation_delete(user=obj.user, session_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for session in queryset.select_related("user"):
+            services.conversation_delete(user=session.user, session_id=session.pk)
+
+    def has_add_permission(self, request):
+        return False
+
+    @admin.action(description="Make active (resume) the selected conversations")
+    def make_active(self, request, queryset):
+        done = 0
+        for session in queryset.select_related("user").order_by("activity_at", "id"):
+            try:
+                services.conversation_resume(user=session.user, session_id=session.pk)
+            except DomainError as exc:
+                self.message_user(request, f"{session}: {exc.message}", messages.WARNING)
+            else:
+                done += 1
+        self.message_user(
+            request,
+            f"{done} conversation(s) made active; in each context the last one selected wins.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Summarize now")
+    def summarize_now(self, request, queryset):
+        summarize_session = _optional("chat.engine", "summarize_session")
+        for session in queryset:
+            summarize_session(session.pk)
+        self.message_user(request, f"Summarized {queryset.count()} conversation(s).")
+
+    @admin.action(description="Export the selected conversations")
+    def export(self, request, queryset):
+        return _optional("chat.exports", "export_sessions")(queryset)
+
+
+@admin.register(Message)
+class MessageAdmin(admin.ModelAdmin):
+    list_display = ("id", "session", "role", "status", "short_content", "llm", "created_at")
+    list_filter = ("role", "status")
+    search_fields = ("content",)
+    list_select_related = ("session",)
+    ordering = ("-created_at", "-id")
+    show_full_result_count = False
+
+    @admin.display(description="content")
+    def short_content(self, obj):
+        return obj.content[:80]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

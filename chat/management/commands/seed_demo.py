@@ -1,0 +1,287 @@
+"""Create the demo login and a small, deterministic world to chat about.
+
+Idempotent: running it again changes nothing but the demo password (reset to the one
+given). Everything is written through the services, as a user would have written it.
+"""
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from chat import services
+from chat.models import Message
+from models_app import services as model_services
+from models_app.models import Model, Run
+
+DEMO_USERNAME = "demo"
+DEFAULT_PASSWORD = "parlor-demo"
+ADMIN_USERNAME = "admin"
+DEFAULT_ADMIN_PASSWORD = "parlor-admin"
+# Fixed ids make the conversations idempotent through conversation_start's client UUID.
+SEED_NAMESPACE = uuid.UUID("6f1d1c52-4b7e-4f0e-9a43-2f1c0c5d7a10")
+RUN_START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+
+MODELS = [
+    {
+        "name": "Momentum Scalper",
+        "description": "Fast intraday momentum on liquid US large caps.",
+        "instructions": "Trade only the first two hours after the open. Prefer tight spreads.",
+        "rules": "Risk at most 0.5% of equity per trade. Flat by the close.",
+        "trading_mode": Model.TradingMode.PAPER,
+        "trading_style": Model.TradingStyle.SCALPING,
+        "instrument": "stocks",
+        "margin_account": True,
+        "buying_power": Decimal("100000.00"),
+        "allow_shorting": True,
+        "allow_options_strategies": False,
+        "allow_hedging": False,
+        "allowed_order_types": ["market", "limit", "stop"],
+    },
+    {
+        "name": "Options Swing",
+        "description": "Multi-day swings with defined-risk option spreads.",
+        "instructions": "Hold three to ten days. Use spreads, never naked options.",
+        "rules": "No more than 5% of the account in one position. No margin.",
+        "trading_mode": Model.TradingMode.LIVE,
+        "trading_style": Model.TradingStyle.SWING,
+        "instrument": "options",
+        "margin_account": False,
+        "buying_power": Decimal("15000.00"),
+        "allow_shorting": False,
+        "allow_options_strategies": True,
+        "allow_hedging": True,
+        "allowed_order_types": ["limit"],
+    },
+]
+
+SYMBOLS = {"AAPL": 190, "MSFT": 410, "NVDA": 480, "TSLA": 240, "AMD": 150}
+ROUND_TRIPS = 18  # 36 trades: each round trip is a buy and a sell
+
+# (context, title, [(user message, assistant reply), ...]); context is general, the
+# index of a model in MODELS, or "run" (the first model's run).
+CONVERSATIONS = [
+    (
+        "general",
+        "Position sizing basics",
+        [
+            (
+                "How should I size a position with a fixed risk per trade?",
+                "Divide the amount you are willing to lose by the distance to your stop: "
+                "risking $200 with a $2 stop means 100 shares.",
+            ),
+            (
+                "And with a volatility-based stop?",
+                "Use a multiple of the average true range as the stop distance, then size the "
+                "same way; volatile names get smaller positions.",
+            ),
+        ],
+    ),
+    (
+        "general",
+        "Limit vs stop orders",
+        [
+            (
+                "What is the difference between a limit and a stop order?",
+                "A limit order fills at your price or better; a stop order becomes a market "
+                "order once the stop price trades.",
+            ),
+        ],
+    ),
+    (
+        0,
+        "Scalper configuration",
+        [
+            (
+                "What is this model configured for?",
+                "Paper scalping of stocks on a margin account with $100,000 buying power; "
+                "shorting is allowed; market, limit and stop orders.",
+            ),
+            (
+                "Could it trade options?",
+                "No: options strategies are not allowed in its configuration.",
+            ),
+        ],
+    ),
+    (
+        0,
+        "Tightening the risk rule",
+        [
+            (
+                "Should the scalper risk less than 0.5% per trade?",
+                "With dozens of trades a day, 0.25% keeps a losing streak shallow; the "
+                "rule can be changed in the model's rules.",
+            ),
+        ],
+    ),
+    (
+        1,
+        "Spreads for the swing model",
+        [
+            (
+                "Which spreads fit this model?",
+                "Vertical debit and credit spreads: defined risk, no margin needed, and "
+                "limit orders only as the configuration requires.",
+            ),
+            (
+                "Can it hedge?",
+                "Yes, hedging is allowed, for example a protective put on a long position.",
+            ),
+        ],
+    ),
+    (
+        "run",
+        "How did the run go?",
+        [
+            (
+                "Summarize this run.",
+                "36 trades over five symbols; the run ended with a realized profit.",
+            ),
+            (
+                "Which symbol made the most?",
+                "NVDA contributed the largest realized gain of the run.",
+            ),
+            (
+                "Any losing symbols?",
+                "TSLA lost a little on balance; the others were positive.",
+            ),
+        ],
+    ),
+    (
+        "run",
+        "Open positions check",
+        [
+            (
+                "Are there open positions left?",
+                "No: every buy in this run was closed by a sell.",
+            ),
+        ],
+    ),
+]
+
+
+def demo_trades() -> list[dict]:
+    """Return the deterministic trades of the demo run: buys closed by sells."""
+    rng = random.Random(20260105)
+    trades = []
+    at = RUN_START
+    for _ in range(ROUND_TRIPS):
+        symbol = rng.choice(sorted(SYMBOLS))
+        quantity = Decimal(rng.choice([10, 20, 25, 50]))
+        entry = Decimal(SYMBOLS[symbol]) + Decimal(rng.randint(-300, 300)) / 100
+        # A small positive drift, so the demo run makes money overall.
+        exit_ = entry + Decimal(rng.randint(-120, 180)) / 100
+        trades.append(
+            {
+                "symbol": symbol,
+                "side": "buy",
+                "quantity": quantity,
+                "price": entry,
+                "executed_at": at,
+                "realized_pnl": Decimal("0"),
+            }
+        )
+        at += timedelta(minutes=rng.randint(2, 9))
+        trades.append(
+            {
+                "symbol": symbol,
+                "side": "sell",
+                "quantity": quantity,
+                "price": exit_,
+                "executed_at": at,
+                "realized_pnl": ((exit_ - entry) * quantity).quantize(Decimal("0.01")),
+            }
+        )
+        at += timedelta(minutes=rng.randint(1, 6))
+    return trades
+
+
+class Command(BaseCommand):
+    help = (
+        "Create the demo user (demo / parlor-demo), two models, a run with trades and a few "
+        "conversations in every context. Safe to run again."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--password", default=DEFAULT_PASSWORD, help="demo user password")
+        parser.add_argument(
+            "--admin", action="store_true", help="also create a staff superuser 'admin'"
+        )
+        parser.add_argument("--admin-password", default=DEFAULT_ADMIN_PASSWORD)
+
+    def handle(self, *args, password, admin, admin_password, **options):
+        user = self._user(DEMO_USERNAME, password)
+        models = [self._model(user, fields) for fields in MODELS]
+        run = self._run(user, models[0])
+        created = sum(self._conversation(user, models, run, *spec) for spec in CONVERSATIONS)
+        self.stdout.write(
+            f"Seeded {len(models)} models, 1 run with {run.trades.count()} trades, "
+            f"{len(CONVERSATIONS)} conversations ({created} new)."
+        )
+        self.stdout.write(self.style.SUCCESS(f"Demo login: {DEMO_USERNAME} / {password}"))
+        if admin:
+            self._user(ADMIN_USERNAME, admin_password, staff=True)
+            self.stdout.write(
+                self.style.SUCCESS(f"Admin login: {ADMIN_USERNAME} / {admin_password}")
+            )
+
+    def _user(self, username: str, password: str, *, staff: bool = False):
+        user, _ = get_user_model().objects.get_or_create(username=username)
+        user.set_password(password)
+        if staff:
+            user.is_staff = user.is_superuser = True
+        user.save()
+        return user
+
+    def _model(self, user, fields: dict) -> Model:
+        model = Model.objects.for_user(user).filter(name=fields["name"]).first()
+        return model or model_services.model_create(owner=user, **fields)
+
+    def _run(self, user, model: Model) -> Run:
+        run = model.runs.order_by("id").first()
+        if run is not None:
+            return run
+        trades = demo_trades()
+        pnl = sum(trade["realized_pnl"] for trade in trades)
+        return model_services.run_create(
+            user=user,
+            model_id=model.pk,
+            trades=trades,
+            status=Run.Status.COMPLETED,
+            started_at=RUN_START,
+            ended_at=trades[-1]["executed_at"],
+            starting_capital=Decimal("25000.00"),
+            ending_equity=Decimal("25000.00") + pnl,
+        )
+
+    def _conversation(self, user, models, run, context, title, exchanges) -> bool:
+        """Create one conversation and its messages unless they exist; return if new."""
+        if context == "general":
+            key = {}
+        elif context == "run":
+            key = {"run_id": run.pk}
+        else:
+            key = {"model_id": models[context].pk}
+        session_id = uuid.uuid5(SEED_NAMESPACE, f"{user.pk}:{title}")
+        session, created = services.conversation_start(user=user, session_id=session_id, **key)
+        if session.detached_label:
+            return False
+        for number, (question, answer) in enumerate(exchanges):
+            # The client_id makes a second run find the stored messages instead of adding.
+            reply = services.reply_start(
+                user=user, content=question, session_id=session.pk, client_id=f"seed-{number}"
+            )
+            assistant = reply.assistant_message
+            if assistant is not None and assistant.status == Message.Status.STREAMING:
+                services.reply_finish(
+                    message_id=assistant.pk,
+                    content=answer,
+                    status=Message.Status.COMPLETE,
+                    prompt_tokens=120 + 40 * number + len(question),
+                    completion_tokens=len(answer.split()) * 2,
+                )
+        services.conversation_set_auto_title(session_id=session.pk, title=title)
+        return created

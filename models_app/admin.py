@@ -1,0 +1,105 @@
+"""Staff views of models, runs and trades.
+
+Deleting a model or a run goes through models_app.services so that its conversations are
+kept, inactive and readable (invariant 5), exactly as when its owner deletes it.
+"""
+
+from django.contrib import admin
+from django.db.models import Count
+
+from . import services
+from .models import Model, Run, Trade
+
+
+class RunInline(admin.TabularInline):
+    model = Run
+    fields = ("status", "started_at", "ended_at", "starting_capital", "ending_equity")
+    extra = 0
+    show_change_link = True
+    # Deleting through an inline would bypass run_delete; delete on the run's own page.
+    can_delete = False
+
+
+class TradeInline(admin.TabularInline):
+    model = Trade
+    fields = ("executed_at", "symbol", "side", "quantity", "price", "realized_pnl")
+    ordering = ("executed_at", "id")
+    extra = 0
+
+
+@admin.register(Model)
+class ModelAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "owner",
+        "trading_mode",
+        "trading_style",
+        "instrument",
+        "margin_account",
+        "buying_power",
+        "updated_at",
+    )
+    list_filter = ("trading_mode", "trading_style")
+    search_fields = ("name", "owner__username")
+    list_select_related = ("owner",)
+    raw_id_fields = ("owner",)
+    inlines = [RunInline]
+
+    def delete_model(self, request, obj):
+        services.model_delete(user=obj.owner, model_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for model in queryset.select_related("owner"):
+            services.model_delete(user=model.owner, model_id=model.pk)
+
+
+@admin.register(Run)
+class RunAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "model",
+        "status",
+        "started_at",
+        "ended_at",
+        "starting_capital",
+        "ending_equity",
+        "trade_count",
+    )
+    list_filter = ("status",)
+    search_fields = ("model__name", "model__owner__username")
+    list_select_related = ("model",)
+    raw_id_fields = ("model",)
+    inlines = [TradeInline]
+
+    @admin.display(description="trades", ordering="trade_count")
+    def trade_count(self, obj):
+        return obj.trade_count
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(trade_count=Count("trades"))
+
+    def delete_model(self, request, obj):
+        services.run_delete(user=obj.model.owner, run_id=obj.pk)
+
+    def delete_queryset(self, request, queryset):
+        for run in queryset.select_related("model__owner"):
+            services.run_delete(user=run.model.owner, run_id=run.pk)
+
+
+@admin.register(Trade)
+class TradeAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "run",
+        "symbol",
+        "side",
+        "quantity",
+        "price",
+        "realized_pnl",
+        "executed_at",
+    )
+    list_filter = ("side",)
+    search_fields = ("symbol",)
+    list_select_related = ("run__model",)
+    raw_id_fields = ("run",)
+    ordering = ("-executed_at", "-id")
