@@ -233,3 +233,129 @@ def session_search_snippets(*, user, query: str, limit: int = 20) -> list[tuple]
             found[message.session_id] = (current[0], message.content)
     results = sorted(found.values(), key=lambda pair: pair[0].activity_at, reverse=True)
     return results[:limit]
+
+
+SEARCH_QUERY_MAX_CHARS = 200
+SNIPPET_CHARS = 160
+SNIPPET_MARK = "**"
+
+
+def _snippet_around(text: str, query: str) -> str:
+    """Return ~SNIPPET_CHARS of ``text`` around the first match of ``query``, marked."""
+    text = " ".join(text.split())
+    at = text.lower().find(query.lower())
+    if at < 0:
+        return text[:SNIPPET_CHARS]
+    start = max(0, at - (SNIPPET_CHARS - len(query)) // 2)
+    end = min(len(text), start + SNIPPET_CHARS)
+    match_end = at + len(query)
+    marked = text[start:at] + SNIPPET_MARK + text[at:match_end] + SNIPPET_MARK + text[match_end:end]
+    return ("…" if start else "") + marked + ("…" if end < len(text) else "")
+
+
+def session_search(
+    *,
+    user,
+    query: str,
+    context: str | None = None,
+    model_id=None,
+    run_id=None,
+    archived: bool | None = False,
+    offset: int = 0,
+    limit: int = 30,
+) -> tuple[list[ChatSession], bool]:
+    """Return a page of sessions whose title or messages match ``query``, and has_more.
+
+    Each session carries ``snippet`` (the matching text, matches between ``**``) and
+    ``rank``. PostgreSQL: full-text search in English (websearch syntax) ranked by
+    ``SearchRank`` over the GIN indexes of migration 0002, snippet by ``ts_headline``.
+    SQLite: a case-insensitive match, title matches first, then recent activity.
+    """
+    from django.db import connection
+    from django.db.models import F, FloatField, OuterRef, Q, Subquery, Value
+    from django.db.models.functions import Coalesce
+
+    if not isinstance(query, str):
+        raise DomainError("q must be a string.", field="q")
+    query = " ".join(query.split())
+    if not query:
+        raise DomainError("q is empty.", field="q")
+    if len(query) > SEARCH_QUERY_MAX_CHARS:
+        raise DomainError(f"q is longer than {SEARCH_QUERY_MAX_CHARS} characters.", field="q")
+    base = session_list(
+        user=user, context=context, model_id=model_id, run_id=run_id, archived=archived
+    )
+    roles = [Message.Role.USER, Message.Role.ASSISTANT]
+    if connection.vendor == "postgresql":
+        from django.contrib.postgres.search import (
+            SearchHeadline,
+            SearchQuery,
+            SearchRank,
+            SearchVector,
+        )
+
+        search = SearchQuery(query, config="english", search_type="websearch")
+        matching = Message.objects.annotate(
+            document=SearchVector("content", config="english")
+        ).filter(document=search, role__in=roles)
+        best = (
+            matching.filter(session=OuterRef("pk"))
+            .annotate(score=SearchRank(F("document"), search))
+            .order_by("-score", "-id")
+        )
+        headline = {"start_sel": SNIPPET_MARK, "stop_sel": SNIPPET_MARK, "config": "english"}
+        qs = (
+            base.annotate(title_document=SearchVector("title", config="english"))
+            .filter(
+                Q(title_document=search)
+                | Q(pk__in=matching.filter(session__user=user).values("session_id"))
+            )
+            .annotate(
+                rank=Coalesce(
+                    SearchRank(F("title_document"), search), Value(0.0), output_field=FloatField()
+                )
+                * 2
+                + Coalesce(
+                    Subquery(best.values("score")[:1]), Value(0.0), output_field=FloatField()
+                ),
+                message_snippet=Subquery(
+                    best.annotate(
+                        headline=SearchHeadline(
+                            "content", search, max_words=25, min_words=8, **headline
+                        )
+                    ).values("headline")[:1]
+                ),
+                title_snippet=SearchHeadline("title", search, **headline),
+            )
+            .order_by("-rank", "-activity_at", "-id")
+        )
+        rows = list(qs[offset : offset + limit + 1])
+        for session in rows:
+            session.snippet = session.message_snippet or session.title_snippet
+    else:
+        from django.db.models import Case, IntegerField, When
+
+        matching = Message.objects.filter(
+            session__user=user, content__icontains=query, role__in=roles
+        )
+        qs = (
+            base.filter(Q(title__icontains=query) | Q(pk__in=matching.values("session_id")))
+            .annotate(
+                rank=Case(
+                    When(title__icontains=query, then=Value(1)),
+                    default=Value(0),
+                    output_field=IntegerField(),
+                )
+            )
+            .order_by("-rank", "-activity_at", "-id")
+        )
+        rows = list(qs[offset : offset + limit + 1])
+        found = {}
+        for message in matching.filter(session__in=[s.pk for s in rows[:limit]]).order_by(
+            "-created_at", "-id"
+        ):
+            found.setdefault(message.session_id, message.content)
+        for session in rows:
+            text = found.get(session.pk) or session.title
+            session.snippet = _snippet_around(text, query)
+    return rows[:limit], len(rows) > limit

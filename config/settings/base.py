@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "django.contrib.postgres",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "channels",
     "django_htmx",
     "accounts",
@@ -143,12 +144,34 @@ MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=32_000)
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bearer first: its WWW-Authenticate header makes unauthenticated calls 401, not 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "chat.api.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "EXCEPTION_HANDLER": "chat.api.errors.exception_handler",
+    # ?format= is the export format (markdown|json), not a renderer override.
+    "URL_FORMAT_OVERRIDE": None,
 }
+# Per-user rate limits of the REST API ("<count>/<second|minute|hour|day>").
+THROTTLE_MESSAGES = env("THROTTLE_MESSAGES", default="30/min")
+THROTTLE_TOKENS = env("THROTTLE_TOKENS", default="10/min")
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parlor API",
     "DESCRIPTION": "Conversations with an AI assistant: general, per model, per run.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar package: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "MessageStatusEnum": "chat.models.Message.Status",
+        "RunStatusEnum": "models_app.models.Run.Status",
+    },
 }
 
 LOGGING = {

@@ -1,0 +1,117 @@
+"""One error shape for the whole REST API: ``{"error": {"code", "message", "fields"?}}``."""
+
+import logging
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+from chat.exceptions import DomainError, NotFound
+
+logger = logging.getLogger(__name__)
+
+CODES = {
+    exceptions.ParseError: "invalid_json",
+    exceptions.NotAuthenticated: "not_authenticated",
+    exceptions.AuthenticationFailed: "authentication_failed",
+    exceptions.PermissionDenied: "permission_denied",
+    exceptions.NotFound: "not_found",
+    exceptions.MethodNotAllowed: "method_not_allowed",
+    exceptions.NotAcceptable: "not_acceptable",
+    exceptions.UnsupportedMediaType: "unsupported_media_type",
+    exceptions.Throttled: "throttled",
+    exceptions.ValidationError: "invalid",
+}
+
+
+class ErrorBodySerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. not_found.")
+    message = serializers.CharField(help_text="A sentence for people.")
+    fields = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField()),
+        required=False,
+        help_text="Per-field messages, when the request body or query had invalid fields.",
+    )
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorBodySerializer()
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    """Return DRF's nested error detail as ``{"a.b": ["message", ...]}``."""
+    fields: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            if key == "non_field_errors" and not prefix:
+                name = "non_field_errors"
+            for sub, messages in _flatten(value, name).items():
+                fields.setdefault(sub, []).extend(messages)
+    elif isinstance(detail, list):
+        if all(not isinstance(item, dict | list) for item in detail):
+            fields[prefix or "non_field_errors"] = [str(item) for item in detail]
+        else:
+            for index, item in enumerate(detail):
+                name = f"{prefix}.{index}" if prefix else str(index)
+                for sub, messages in _flatten(item, name).items():
+                    fields.setdefault(sub, []).extend(messages)
+    else:
+        fields[prefix or "non_field_errors"] = [str(detail)]
+    return {name: messages for name, messages in fields.items() if messages}
+
+
+def error_body(code: str, message: str, fields: dict | None = None) -> dict:
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def _summary(fields: dict[str, list[str]]) -> str:
+    name, messages = next(iter(fields.items()))
+    if name == "non_field_errors":
+        return messages[0]
+    return f"{name}: {messages[0]}"
+
+
+def exception_handler(exc, context):
+    """Turn every expected error into the API's error shape; anything else stays a 500."""
+    headers = {}
+    if isinstance(exc, DomainError):
+        code = status.HTTP_404_NOT_FOUND if isinstance(exc, NotFound) else 400
+        fields = {exc.field: [exc.message]} if exc.field and code == 400 else None
+        set_rollback()
+        return Response(error_body(exc.code, exc.message, fields), status=code)
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            fields = {name: list(messages) for name, messages in exc.message_dict.items()}
+        else:
+            fields = {"non_field_errors": list(exc.messages)}
+        set_rollback()
+        return Response(error_body("invalid", _summary(fields), fields), status=400)
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    if not isinstance(exc, exceptions.APIException):
+        return None
+    if getattr(exc, "auth_header", None):
+        headers["WWW-Authenticate"] = exc.auth_header
+    if getattr(exc, "wait", None):
+        headers["Retry-After"] = str(int(exc.wait) + (exc.wait % 1 > 0))
+    code = next((c for cls, c in CODES.items() if isinstance(exc, cls)), None)
+    if isinstance(exc, exceptions.ValidationError):
+        fields = _flatten(exc.detail)
+        body = error_body("invalid", _summary(fields) if fields else "Invalid input.", fields)
+    else:
+        detail = exc.detail
+        message = str(detail) if not isinstance(detail, dict | list) else str(exc.default_detail)
+        if isinstance(exc, exceptions.ParseError):
+            message = f"The request body is not valid JSON: {message}"
+        body = error_body(code or getattr(detail, "code", None) or "error", message)
+    set_rollback()
+    return Response(body, status=exc.status_code, headers=headers)

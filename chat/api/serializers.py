@@ -1,0 +1,247 @@
+"""Request and response shapes of the conversation API.
+
+Request serializers only parse and type-check; the rules (ownership, one active session,
+message limits) live in chat.services and chat.selectors.
+"""
+
+from collections.abc import Mapping
+
+from django.conf import settings
+from rest_framework import serializers
+
+from chat.models import ChatSession, Message
+from chat.services import CLIENT_ID_MAX_CHARS, TITLE_MAX_CHARS
+
+
+class StrictFieldsMixin:
+    """Refuse request bodies that are not objects or that carry unknown keys."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, Mapping):
+            raise serializers.ValidationError(
+                {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
+            )
+        writable = {name for name, field in self.fields.items() if not field.read_only}
+        unknown = sorted(set(data) - writable)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: ["Unknown field."] for name in unknown}, code="unknown_field"
+            )
+        return super().to_internal_value(data)
+
+
+class StrictCharField(serializers.CharField):
+    """A string, never a number or boolean coerced into one."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictBooleanField(serializers.BooleanField):
+    """``true`` or ``false``, not 1, "yes" or "true"."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, bool):
+            self.fail("invalid", input=data)
+        return data
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """A JSON integer, not a string of digits, a float or a boolean."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) or not isinstance(data, int):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
+    pass
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    """A conversation as listed in the sidebar."""
+
+    context = serializers.CharField(
+        read_only=True, help_text="general, model, run, or detached (model/run deleted)."
+    )
+
+    class Meta:
+        model = ChatSession
+        fields = [
+            "id",
+            "title",
+            "model",
+            "run",
+            "context",
+            "is_active",
+            "pinned",
+            "archived",
+            "created_at",
+            "updated_at",
+            "last_message_at",
+            "message_count",
+            "preview",
+        ]
+        read_only_fields = fields
+
+
+class SessionListItemSerializer(SessionSerializer):
+    snippet = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        default=None,
+        help_text="With q=: the matching text, matches between ** marks; else null.",
+    )
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "snippet"]
+        read_only_fields = fields
+
+
+class SessionDetailSerializer(SessionSerializer):
+    class Meta(SessionSerializer.Meta):
+        fields = [
+            *SessionSerializer.Meta.fields,
+            "summary",
+            "detached_label",
+            "prompt_tokens",
+            "completion_tokens",
+            "last_llm",
+        ]
+        read_only_fields = fields
+
+
+class SessionPageSerializer(serializers.Serializer):
+    results = SessionListItemSerializer(many=True)
+    next = serializers.URLField(allow_null=True)
+
+
+class SessionCreateSerializer(StrictSerializer):
+    id = serializers.UUIDField(
+        required=False, help_text="Client-chosen UUID; the same id again is the same session."
+    )
+    model = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    run = StrictIntegerField(required=False, allow_null=True, min_value=1)
+    title = StrictCharField(required=False, allow_blank=True, max_length=TITLE_MAX_CHARS)
+
+
+class SessionUpdateSerializer(StrictSerializer):
+    title = StrictCharField(required=False, max_length=TITLE_MAX_CHARS)
+    pinned = StrictBooleanField(required=False)
+    archived = StrictBooleanField(required=False)
+
+
+DELETE_ALL_CONFIRMATION = "delete all"
+
+
+class DeleteAllSerializer(StrictSerializer):
+    confirm = StrictCharField(help_text=f'Must be exactly "{DELETE_ALL_CONFIRMATION}".')
+
+    def validate_confirm(self, value):
+        if value != DELETE_ALL_CONFIRMATION:
+            raise serializers.ValidationError(
+                f'Type "{DELETE_ALL_CONFIRMATION}" to delete every conversation.'
+            )
+        return value
+
+
+class DeletedSerializer(serializers.Serializer):
+    deleted = serializers.IntegerField()
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = [
+            "id",
+            "session",
+            "role",
+            "content",
+            "status",
+            "error",
+            "llm",
+            "prompt_tokens",
+            "completion_tokens",
+            "tools_used",
+            "client_id",
+            "reply_to",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class MessagePageSerializer(serializers.Serializer):
+    results = MessageSerializer(many=True)
+    has_more = serializers.BooleanField()
+
+
+class MessagePageQuerySerializer(StrictSerializer):
+    before = serializers.IntegerField(
+        required=False, min_value=1, max_value=2**63 - 1, help_text="A message id."
+    )
+    limit = serializers.IntegerField(required=False, default=50, min_value=1, max_value=200)
+
+
+class MessageCreateSerializer(StrictSerializer):
+    # Emptiness and the length limit are checked by chat.services with clear messages.
+    content = StrictCharField(
+        allow_blank=True,
+        trim_whitespace=False,
+        help_text=f"The message; at most MAX_MESSAGE_CHARS ({settings.MAX_MESSAGE_CHARS:,}).",
+    )
+    client_id = StrictCharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=CLIENT_ID_MAX_CHARS,
+        help_text="Idempotency key: the same client_id again returns the same messages.",
+    )
+
+
+class ReplySerializer(serializers.Serializer):
+    user_message = MessageSerializer()
+    assistant_message = MessageSerializer(allow_null=True)
+
+
+class StopSerializer(serializers.Serializer):
+    stopped = serializers.BooleanField(help_text="Whether a generation was in flight.")
+
+
+class SessionListQuerySerializer(StrictSerializer):
+    context = serializers.ChoiceField(
+        choices=["general", "model", "run", "detached"], required=False
+    )
+    model = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    run = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    q = serializers.CharField(required=False, max_length=200)
+    archived = serializers.ChoiceField(
+        choices=["false", "true", "all"],
+        required=False,
+        default="false",
+        help_text="false (default) hides archived conversations; all lists both.",
+    )
+    cursor = serializers.CharField(required=False, max_length=1000)
+    limit = serializers.IntegerField(required=False, default=30, min_value=1, max_value=100)
+
+
+class ActiveQuerySerializer(StrictSerializer):
+    model = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+    run = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
+
+
+class ExportQuerySerializer(StrictSerializer):
+    format = serializers.ChoiceField(choices=["markdown", "json"], default="markdown")
+
+
+class TokenRequestSerializer(StrictSerializer):
+    username = StrictCharField(max_length=150)
+    password = StrictCharField(max_length=1024, trim_whitespace=False)
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField()
+    expires_at = serializers.DateTimeField()

@@ -1,0 +1,46 @@
+"""Per-user rate limits; rates come from settings (THROTTLE_MESSAGES, THROTTLE_TOKENS)."""
+
+from django.conf import settings
+from rest_framework.throttling import SimpleRateThrottle
+
+
+class _SettingsRateThrottle(SimpleRateThrottle):
+    """Read the rate from settings at request time, so operators and tests can change it."""
+
+    setting_name = ""
+
+    def get_rate(self):
+        return getattr(settings, self.setting_name)
+
+    def __init__(self):
+        # SimpleRateThrottle parses the rate once here; re-read it per request instead.
+        self.rate = self.get_rate()
+        self.num_requests, self.duration = self.parse_rate(self.rate)
+
+
+class MessageSendThrottle(_SettingsRateThrottle):
+    """Sending messages: per authenticated user."""
+
+    scope = "messages"
+    setting_name = "THROTTLE_MESSAGES"
+
+    def get_cache_key(self, request, view):
+        if not request.user or not request.user.is_authenticated:
+            return None
+        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+
+
+class TokenIssueThrottle(_SettingsRateThrottle):
+    """Issuing tokens: per username asked for (the caller is not signed in yet)."""
+
+    scope = "tokens"
+    setting_name = "THROTTLE_TOKENS"
+
+    def get_cache_key(self, request, view):
+        data = request.data
+        username = data.get("username") if isinstance(data, dict) else None
+        if not isinstance(username, str) or not username:
+            ident = f"addr:{self.get_ident(request)}"
+        else:
+            ident = f"user:{username.strip().lower()[:150]}"
+        return self.cache_format % {"scope": self.scope, "ident": ident}

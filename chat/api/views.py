@@ -1,0 +1,374 @@
+"""REST endpoints for tokens and conversations (SPEC 4.1).
+
+Views only parse input and call chat.services / chat.selectors / chat.exports; every
+error becomes ``{"error": {...}}`` through chat.api.errors.
+"""
+
+import json
+
+from django.contrib.auth import authenticate
+from django.db import transaction
+from django.http import HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.tokens import token_issue
+from chat import exports, selectors, services
+from chat.exceptions import ConversationNotFound
+
+from . import serializers as s
+from .authentication import BearerTokenAuthentication
+from .errors import ErrorSerializer
+from .pagination import keyset_page, next_url, offset_from_cursor
+from .throttles import MessageSendThrottle, TokenIssueThrottle
+
+
+def errors(*codes: int) -> dict:
+    """Return the documented error responses for ``codes`` (plus 401/403 when signed out)."""
+    descriptions = {
+        400: "Invalid input: malformed JSON, unknown fields, wrong types or values.",
+        401: "Not authenticated, or the bearer token is invalid or expired.",
+        403: "Forbidden, e.g. a session-authenticated write without a CSRF token.",
+        404: "Not found: unknown, or another user's.",
+        429: "Rate limited; Retry-After says when to try again.",
+    }
+    return {
+        code: OpenApiResponse(ErrorSerializer, description=descriptions[code])
+        for code in sorted({*codes, 401, 403})
+    }
+
+
+SESSION_ID = OpenApiParameter(
+    "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Conversation id."
+)
+
+
+def parse(serializer_class, data):
+    """Validate ``data`` with ``serializer_class``; return the validated dict."""
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TokenView(APIView):
+    authentication_classes = [BearerTokenAuthentication]
+    permission_classes = [AllowAny]
+    throttle_classes = [TokenIssueThrottle]
+
+    @extend_schema(
+        operation_id="auth_token_create",
+        request=s.TokenRequestSerializer,
+        responses={200: s.TokenSerializer, **errors(400, 429)},
+        auth=[],
+        summary="Issue a bearer token",
+        description="Rate limited per username (THROTTLE_TOKENS). Bad credentials: 401.",
+    )
+    def post(self, request):
+        data = parse(s.TokenRequestSerializer, request.data)
+        user = authenticate(request, username=data["username"], password=data["password"])
+        if user is None:
+            raise AuthenticationFailed("The username or password is not correct.")
+        raw, token = token_issue(user=user)
+        return Response({"token": raw, "expires_at": token.expires_at})
+
+
+class SessionListView(APIView):
+    @extend_schema(
+        operation_id="sessions_list",
+        parameters=[s.SessionListQuerySerializer],
+        responses={200: s.SessionPageSerializer, **errors(400, 404)},
+        summary="List conversations",
+        description=(
+            "Pinned first, then most recent activity; `next` is the URL of the next page "
+            "(opaque keyset cursor) or null. With `q`, conversations whose title or "
+            "messages match, best match first, each with a `snippet`. Filtering by a "
+            "model or run that is not yours answers 404."
+        ),
+    )
+    def get(self, request):
+        query = parse(s.SessionListQuerySerializer, request.query_params)
+        if query.get("model") or query.get("run"):
+            # Someone else's model or run is "not found", like everywhere else.
+            selectors.context_resolve(
+                user=request.user, model_id=query.get("model"), run_id=query.get("run")
+            )
+        archived = {"false": False, "true": True, "all": None}[query["archived"]]
+        filters = {
+            "user": request.user,
+            "context": query.get("context"),
+            "model_id": query.get("model"),
+            "run_id": query.get("run"),
+            "archived": archived,
+        }
+        limit = query["limit"]
+        if query.get("q") is not None:
+            offset = offset_from_cursor(query.get("cursor"))
+            rows, has_more = selectors.session_search(
+                query=query["q"], offset=offset, limit=limit, **filters
+            )
+            following = {"o": offset + limit} if has_more else None
+        else:
+            rows, following = keyset_page(
+                selectors.session_list(**filters), cursor=query.get("cursor"), limit=limit
+            )
+        results = s.SessionListItemSerializer(rows, many=True).data
+        return Response({"results": results, "next": next_url(request, following)})
+
+    @extend_schema(
+        operation_id="sessions_create",
+        request=s.SessionCreateSerializer,
+        responses={
+            201: s.SessionDetailSerializer,
+            200: OpenApiResponse(s.SessionDetailSerializer, description="Same id again."),
+            **errors(400, 404),
+        },
+        summary="Start a new conversation",
+        description=(
+            "Creates the new active conversation of its context (general, a model, or a "
+            "run); the previous active one becomes inactive. With a client-chosen `id` "
+            "the call is idempotent: the same id again answers 200 with the same session."
+        ),
+    )
+    def post(self, request):
+        data = parse(s.SessionCreateSerializer, request.data)
+        session, created = services.conversation_start(
+            user=request.user,
+            model_id=data.get("model"),
+            run_id=data.get("run"),
+            session_id=data.get("id"),
+            title=data.get("title", ""),
+        )
+        session = selectors.session_get(user=request.user, session_id=session.pk)
+        return Response(
+            s.SessionDetailSerializer(session).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class SessionActiveView(APIView):
+    @extend_schema(
+        operation_id="sessions_active",
+        parameters=[s.ActiveQuerySerializer],
+        responses={200: s.SessionDetailSerializer, **errors(400, 404)},
+        summary="The active conversation of a context",
+        description="No model and run: the general context. 404 when it has none.",
+    )
+    def get(self, request):
+        query = parse(s.ActiveQuerySerializer, request.query_params)
+        model, run = selectors.context_resolve(
+            user=request.user, model_id=query.get("model"), run_id=query.get("run")
+        )
+        session = selectors.session_active(
+            user=request.user,
+            model_id=model.pk if model else None,
+            run_id=run.pk if run else None,
+        )
+        if session is None:
+            raise ConversationNotFound("This context has no active conversation.")
+        return Response(s.SessionDetailSerializer(session).data)
+
+
+class SessionDetailView(APIView):
+    @extend_schema(
+        operation_id="sessions_retrieve",
+        parameters=[SESSION_ID],
+        responses={200: s.SessionDetailSerializer, **errors(400, 404)},
+        summary="A conversation, with its summary",
+    )
+    def get(self, request, session_id):
+        session = selectors.session_get(user=request.user, session_id=session_id)
+        return Response(s.SessionDetailSerializer(session).data)
+
+    @extend_schema(
+        operation_id="sessions_update",
+        parameters=[SESSION_ID],
+        request=s.SessionUpdateSerializer,
+        responses={200: s.SessionDetailSerializer, **errors(400, 404)},
+        summary="Rename, pin or archive",
+        description="Archiving also makes the conversation inactive.",
+    )
+    def patch(self, request, session_id):
+        data = parse(s.SessionUpdateSerializer, request.data)
+        session = services.conversation_update(user=request.user, session_id=session_id, **data)
+        return Response(s.SessionDetailSerializer(session).data)
+
+    @extend_schema(
+        operation_id="sessions_destroy",
+        parameters=[SESSION_ID],
+        responses={204: None, **errors(400, 404)},
+        summary="Delete a conversation and its messages",
+    )
+    def delete(self, request, session_id):
+        services.conversation_delete(user=request.user, session_id=session_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionResumeView(APIView):
+    @extend_schema(
+        operation_id="sessions_resume",
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: s.SessionDetailSerializer, **errors(400, 404)},
+        summary="Make a conversation the active one of its context",
+        description="Does not change updated_at or last_message_at. Unarchives.",
+    )
+    def post(self, request, session_id):
+        session = services.conversation_resume(user=request.user, session_id=session_id)
+        return Response(s.SessionDetailSerializer(session).data)
+
+
+class SessionDeleteAllView(APIView):
+    @extend_schema(
+        operation_id="sessions_delete_all",
+        request=s.DeleteAllSerializer,
+        responses={200: s.DeletedSerializer, **errors(400)},
+        summary="Delete every conversation",
+        description=f'Needs {{"confirm": "{s.DELETE_ALL_CONFIRMATION}"}}; anything else is 400.',
+    )
+    def post(self, request):
+        parse(s.DeleteAllSerializer, request.data)
+        return Response({"deleted": services.conversation_delete_all(user=request.user)})
+
+
+class MessageListView(APIView):
+    def get_throttles(self):
+        if self.request.method == "POST":
+            return [MessageSendThrottle()]
+        return []
+
+    @extend_schema(
+        operation_id="messages_list",
+        parameters=[SESSION_ID, s.MessagePageQuerySerializer],
+        responses={200: s.MessagePageSerializer, **errors(400, 404)},
+        summary="A page of messages, oldest to newest",
+        description=(
+            "The newest `limit` messages before message `before` (keyset). `has_more` "
+            "tells whether older ones exist; pass the first result's id as `before`."
+        ),
+    )
+    def get(self, request, session_id):
+        session = selectors.session_get(user=request.user, session_id=session_id)
+        query = parse(s.MessagePageQuerySerializer, request.query_params)
+        rows, has_more = selectors.message_page(
+            session=session, before_id=query.get("before"), limit=query["limit"]
+        )
+        return Response(
+            {"results": s.MessageSerializer(rows, many=True).data, "has_more": has_more}
+        )
+
+    @extend_schema(
+        operation_id="messages_create",
+        parameters=[SESSION_ID],
+        request=s.MessageCreateSerializer,
+        responses={
+            202: OpenApiResponse(
+                s.ReplySerializer,
+                description="Stored; the reply streams over WebSocket/SSE.",
+            ),
+            200: OpenApiResponse(
+                s.ReplySerializer,
+                description="This client_id was sent before: the same stored messages.",
+            ),
+            **errors(400, 404, 429),
+        },
+        summary="Send a message",
+        description=(
+            "Stores the message and a `streaming` assistant placeholder, then starts the "
+            "reply. Sending into an inactive conversation makes it active. Rate limited "
+            "per user (THROTTLE_MESSAGES)."
+        ),
+    )
+    def post(self, request, session_id):
+        session = selectors.session_get(user=request.user, session_id=session_id)
+        data = parse(s.MessageCreateSerializer, request.data)
+        reply = services.reply_start(
+            user=request.user,
+            content=data["content"],
+            session_id=session.pk,
+            client_id=data.get("client_id"),
+        )
+        if not reply.duplicate:
+            from chat import engine
+
+            engine.start_generation(reply)
+        body = {
+            "user_message": s.MessageSerializer(reply.user_message).data,
+            "assistant_message": (
+                s.MessageSerializer(reply.assistant_message).data
+                if reply.assistant_message
+                else None
+            ),
+        }
+        return Response(
+            body, status=status.HTTP_200_OK if reply.duplicate else status.HTTP_202_ACCEPTED
+        )
+
+
+class SessionStopView(APIView):
+    @extend_schema(
+        operation_id="sessions_stop",
+        parameters=[SESSION_ID],
+        request=None,
+        responses={200: s.StopSerializer, **errors(400, 404)},
+        summary="Stop the reply being written",
+        description="The partial reply is kept with status `stopped`.",
+    )
+    def post(self, request, session_id):
+        session = selectors.session_get(user=request.user, session_id=session_id)
+        from chat import engine
+
+        stopped = engine.stop_generation(user=request.user, session_id=session.pk)
+        return Response({"stopped": bool(stopped)})
+
+
+class SessionExportView(APIView):
+    @extend_schema(
+        operation_id="sessions_export",
+        parameters=[SESSION_ID, s.ExportQuerySerializer],
+        responses={
+            (200, "text/markdown"): OpenApiResponse(OpenApiTypes.STR, description="Markdown"),
+            (200, "application/json"): OpenApiResponse(
+                OpenApiTypes.OBJECT, description="JSON export, importable"
+            ),
+            **errors(400, 404),
+        },
+        summary="Download a conversation",
+        description="Content-Disposition: attachment; filename=parlor-<title>-<date>.md|json",
+    )
+    def get(self, request, session_id):
+        session = selectors.session_get(user=request.user, session_id=session_id)
+        fmt = parse(s.ExportQuerySerializer, request.query_params)["format"]
+        if fmt == "json":
+            body = json.dumps(exports.export_json(session=session), ensure_ascii=False, indent=2)
+            content_type = "application/json"
+        else:
+            body = exports.export_markdown(session=session)
+            content_type = "text/markdown; charset=utf-8"
+        response = HttpResponse(body, content_type=content_type)
+        filename = exports.export_filename(session=session, fmt=fmt)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+
+class SessionImportView(APIView):
+    @extend_schema(
+        operation_id="sessions_import",
+        request=OpenApiTypes.OBJECT,
+        responses={201: s.SessionDetailSerializer, **errors(400)},
+        summary="Import a JSON export as a new conversation",
+        description=(
+            "The body is a file from `export/?format=json`. It becomes a new, inactive "
+            "general conversation. A malformed file is refused whole (400) and changes "
+            "nothing."
+        ),
+    )
+    def post(self, request):
+        with transaction.atomic():
+            session = exports.conversation_import(user=request.user, data=request.data)
+        session = selectors.session_get(user=request.user, session_id=session.pk)
+        return Response(s.SessionDetailSerializer(session).data, status=status.HTTP_201_CREATED)

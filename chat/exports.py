@@ -1,0 +1,299 @@
+"""Export a conversation as Markdown or JSON, and import a JSON export as a new one.
+
+The JSON format (``"format": "parlor.conversation", "version": 1``) is what
+``conversation_import`` reads back; the REST API, the admin and the
+export_conversations/import_conversations commands share these functions.
+"""
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+from django.utils.text import slugify
+
+from .exceptions import DomainError
+from .models import ChatSession, Message
+from .services import PREVIEW_CHARS, TITLE_MAX_CHARS
+
+EXPORT_FORMAT = "parlor.conversation"
+EXPORT_VERSION = 1
+IMPORT_MAX_MESSAGES = 10_000
+IMPORT_MAX_CONTENT_CHARS = 500_000
+ROLE_LABELS = {
+    Message.Role.USER: "You",
+    Message.Role.ASSISTANT: "Assistant",
+    Message.Role.SYSTEM: "System",
+    Message.Role.TOOL: "Tool",
+}
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def export_filename(*, session: ChatSession, fmt: str, today=None) -> str:
+    """Return ``parlor-<slug of title>-<date>.md`` (or ``.json``)."""
+    slug = slugify(session.title)[:60].strip("-") or "conversation"
+    day = (today or timezone.now()).date().isoformat()
+    return f"parlor-{slug}-{day}.{'md' if fmt == 'markdown' else 'json'}"
+
+
+def _context(session: ChatSession) -> dict:
+    return {
+        "kind": session.context,
+        "model": (
+            {"id": session.model_id, "name": session.model.name} if session.model_id else None
+        ),
+        "run": session.run_id,
+        "detached_label": session.detached_label,
+    }
+
+
+def export_json(*, session: ChatSession) -> dict:
+    """Return the conversation and all its messages as a JSON-ready dict."""
+    messages = session.messages.order_by("created_at", "id")
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "exported_at": timezone.now().isoformat(),
+        "conversation": {
+            "id": str(session.pk),
+            "title": session.title,
+            "context": _context(session),
+            "pinned": session.pinned,
+            "archived": session.archived,
+            "summary": session.summary,
+            "created_at": _iso(session.created_at),
+            "updated_at": _iso(session.updated_at),
+            "last_message_at": _iso(session.last_message_at),
+        },
+        "messages": [
+            {
+                "role": m.role,
+                "content": m.content,
+                "status": m.status,
+                "error": m.error,
+                "llm": m.llm,
+                "prompt_tokens": m.prompt_tokens,
+                "completion_tokens": m.completion_tokens,
+                "tools_used": m.tools_used,
+                "created_at": _iso(m.created_at),
+            }
+            for m in messages
+        ],
+    }
+
+
+def export_markdown(*, session: ChatSession) -> str:
+    """Return the conversation as a readable Markdown document."""
+    if session.run_id:
+        context = f"Run #{session.run_id} of {session.model.name}"
+    elif session.model_id:
+        context = f"Model: {session.model.name}"
+    else:
+        context = session.detached_label or "General"
+    lines = [
+        f"# {session.title or 'New conversation'}",
+        "",
+        f"- Context: {context}",
+        f"- Created: {session.created_at:%Y-%m-%d %H:%M} UTC",
+        f"- Exported: {timezone.now():%Y-%m-%d %H:%M} UTC",
+        f"- Messages: {session.message_count}",
+        "",
+    ]
+    if session.summary:
+        lines += ["## Summary", "", session.summary, ""]
+    lines += ["---", ""]
+    for message in session.messages.order_by("created_at", "id"):
+        label = ROLE_LABELS.get(message.role, message.role)
+        if message.role == Message.Role.ASSISTANT and message.llm:
+            label += f" ({message.llm})"
+        lines += [f"### {label} — {message.created_at:%Y-%m-%d %H:%M} UTC", ""]
+        lines += [message.content or "_(empty)_", ""]
+        for tool in message.tools_used or []:
+            if isinstance(tool, dict):
+                lines.append(f"> Tool used: `{tool.get('name', '?')}`")
+        if message.status != Message.Status.COMPLETE:
+            reason = f": {message.error}" if message.error else ""
+            lines += [f"_({message.status}{reason})_", ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# Import ------------------------------------------------------------------------------
+
+TOP_KEYS = {"format", "version", "exported_at", "conversation", "messages"}
+CONVERSATION_KEYS = {
+    "id",
+    "title",
+    "context",
+    "pinned",
+    "archived",
+    "summary",
+    "created_at",
+    "updated_at",
+    "last_message_at",
+}
+MESSAGE_KEYS = {
+    "role",
+    "content",
+    "status",
+    "error",
+    "llm",
+    "prompt_tokens",
+    "completion_tokens",
+    "tools_used",
+    "created_at",
+}
+
+
+def _fail(message: str, field: str) -> DomainError:
+    return DomainError(message, field=field)
+
+
+def _keys(obj, allowed: set, where: str) -> dict:
+    if not isinstance(obj, dict):
+        raise _fail(f"{where} must be an object.", where)
+    unknown = sorted(set(obj) - allowed)
+    if unknown:
+        raise _fail(f"{where} has unknown field(s): {', '.join(unknown)}.", where)
+    return obj
+
+
+def _text(obj: dict, key: str, where: str, *, limit: int, default: str = "") -> str:
+    value = obj.get(key, default)
+    if value is None:
+        return default
+    if not isinstance(value, str):
+        raise _fail(f"{where}.{key} must be a string.", f"{where}.{key}")
+    if len(value) > limit:
+        raise _fail(f"{where}.{key} is longer than {limit:,} characters.", f"{where}.{key}")
+    return value
+
+
+def _time(obj: dict, key: str, where: str) -> datetime | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    if parsed is None:
+        raise _fail(f"{where}.{key} must be an ISO 8601 date-time.", f"{where}.{key}")
+    if timezone.is_naive(parsed):
+        parsed = timezone.make_aware(parsed, UTC)
+    return parsed
+
+
+def _tokens(obj: dict, key: str, where: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise _fail(f"{where}.{key} must be a non-negative integer.", f"{where}.{key}")
+    return value
+
+
+def _check_message(raw, index: int) -> dict:
+    where = f"messages.{index}"
+    raw = _keys(raw, MESSAGE_KEYS, where)
+    role = raw.get("role")
+    if role not in Message.Role.values:
+        raise _fail(f"{where}.role must be one of {', '.join(Message.Role.values)}.", where)
+    status = raw.get("status", Message.Status.COMPLETE)
+    if status not in Message.Status.values:
+        raise _fail(f"{where}.status must be one of {', '.join(Message.Status.values)}.", where)
+    error = _text(raw, "error", where, limit=10_000)
+    if status == Message.Status.STREAMING:
+        # A reply that was still being written when exported ends where the file ends.
+        status, error = Message.Status.ERROR, error or "interrupted"
+    tools = raw.get("tools_used") or []
+    if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
+        raise _fail(f"{where}.tools_used must be a list of objects.", f"{where}.tools_used")
+    return {
+        "role": role,
+        "content": _text(raw, "content", where, limit=IMPORT_MAX_CONTENT_CHARS),
+        "status": status,
+        "error": error,
+        "llm": _text(raw, "llm", where, limit=120),
+        "prompt_tokens": _tokens(raw, "prompt_tokens", where),
+        "completion_tokens": _tokens(raw, "completion_tokens", where),
+        "tools_used": tools,
+        "created_at": _time(raw, "created_at", where),
+    }
+
+
+def check_import(data) -> tuple[dict, list[dict]]:
+    """Return the conversation and messages of a JSON export, or raise a clear error."""
+    data = _keys(data, TOP_KEYS, "file")
+    if data.get("format") != EXPORT_FORMAT:
+        raise _fail(f'format must be "{EXPORT_FORMAT}".', "format")
+    if data.get("version") != EXPORT_VERSION:
+        raise _fail(f"version must be {EXPORT_VERSION}.", "version")
+    conversation = _keys(data.get("conversation"), CONVERSATION_KEYS, "conversation")
+    pinned = conversation.get("pinned", False)
+    if not isinstance(pinned, bool):
+        raise _fail("conversation.pinned must be true or false.", "conversation.pinned")
+    header = {
+        "title": " ".join(
+            _text(conversation, "title", "conversation", limit=TITLE_MAX_CHARS).split()
+        ),
+        "summary": _text(conversation, "summary", "conversation", limit=IMPORT_MAX_CONTENT_CHARS),
+        "pinned": pinned,
+        "created_at": _time(conversation, "created_at", "conversation"),
+    }
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise _fail("messages must be a list.", "messages")
+    if len(messages) > IMPORT_MAX_MESSAGES:
+        raise _fail(f"At most {IMPORT_MAX_MESSAGES:,} messages can be imported.", "messages")
+    return header, [_check_message(raw, index) for index, raw in enumerate(messages)]
+
+
+def conversation_import(*, user, data) -> ChatSession:
+    """Create a new, inactive general conversation from a JSON export; return it.
+
+    The whole file is validated before anything is written, and everything is written in
+    one transaction: a malformed file changes nothing. The exported id is not reused.
+    """
+    header, rows = check_import(data)
+    now = timezone.now()
+    created_at = header["created_at"] or now
+    previous = created_at
+    messages = []
+    for row in rows:
+        # Keep the file's order even when its timestamps are missing or out of order.
+        at = row.pop("created_at") or previous
+        at = max(at, previous + timedelta(microseconds=1 if messages else 0))
+        previous = at
+        messages.append(Message(**row, created_at=at, updated_at=at))
+    last = messages[-1] if messages else None
+    preview_source = next((m.content for m in reversed(messages) if m.content), "")
+    preview = " ".join(preview_source.split())
+    if len(preview) > PREVIEW_CHARS:
+        preview = preview[: PREVIEW_CHARS - 1] + "…"
+    with transaction.atomic():
+        session = ChatSession.objects.create(
+            id=uuid.uuid4(),
+            user=user,
+            title=header["title"],
+            title_source=(
+                ChatSession.TitleSource.USER
+                if header["title"]
+                else ChatSession.TitleSource.PROVISIONAL
+            ),
+            is_active=False,
+            pinned=header["pinned"],
+            summary=header["summary"],
+            preview=preview,
+            created_at=created_at,
+            updated_at=now,
+            last_message_at=last.created_at if last else None,
+            activity_at=last.created_at if last else created_at,
+            message_count=len(messages),
+            prompt_tokens=sum(m.prompt_tokens or 0 for m in messages),
+            completion_tokens=sum(m.completion_tokens or 0 for m in messages),
+        )
+        for message in messages:
+            message.session = session
+        Message.objects.bulk_create(messages, batch_size=500)
+    return session
