@@ -151,6 +151,12 @@ class ChatSessionAdmin(admin.ModelAdmin):
             **{name: value for name, value in changes.items() if name in form.changed_data},
         )
 
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        # Messages cannot be deleted one by one here, but they go with their conversation.
+        perms_needed.discard(str(Message._meta.verbose_name))
+        return deleted, counts, perms_needed, protected
+
     def delete_model(self, request, obj):
         services.conversation_delete(user=obj.user, session_id=obj.pk)
 
