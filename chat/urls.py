@@ -1,6 +1,22 @@
 from django.urls import path
-from django.views.generic import RedirectView
+
+from . import views
+
+app_name = "chat"
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False), name="home"),
+    path("", views.home, name="home"),
+    path("new", views.chat_new, name="new"),
+    path("c/<uuid:session_id>", views.session_open, name="session"),
+    path("c/<uuid:session_id>/messages", views.older_messages, name="older_messages"),
+    path("c/<uuid:session_id>/rename", views.session_rename, name="rename"),
+    path("c/<uuid:session_id>/pin", views.session_pin, name="pin"),
+    path("c/<uuid:session_id>/archive", views.session_archive, name="archive"),
+    path("c/<uuid:session_id>/delete", views.session_delete, name="delete"),
+    path("m/<int:model_id>/new", views.model_new, name="model_new"),
+    path("m/<int:model_id>/c/<uuid:session_id>", views.session_open, name="model_session"),
+    path("m/<int:model_id>/runs/<int:run_id>/chat", views.run_chat, name="run_chat"),
+    path("sidebar", views.sidebar, name="sidebar"),
+    path("sidebar/more", views.sidebar_more, name="sidebar_more"),
+    path("search", views.search, name="search"),
 ]

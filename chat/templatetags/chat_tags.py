@@ -1,0 +1,21 @@
+from django import template
+from django.utils.safestring import mark_safe
+
+from chat.rendering import render_markdown
+
+register = template.Library()
+
+
+@register.filter
+def markdown(text: str) -> str:
+    """Render Markdown to sanitised HTML (chat.rendering allow-lists every tag)."""
+    return mark_safe(render_markdown(text))  # noqa: S308 - sanitised by nh3
+
+
+@register.filter
+def signed_money(value) -> str:
+    """Format a P&L amount with its sign: +$1,234.50 / -$12.00."""
+    if value is None:
+        return "—"
+    sign = "+" if value >= 0 else "-"
+    return f"{sign}${abs(value):,.2f}"

@@ -1,0 +1,323 @@
+"""Pages and htmx partials of the chat UI.
+
+Thin: every read goes through ``chat.selectors`` and every write through ``chat.services``.
+A foreign or unknown id is a 404 page, the same as a missing one (invariant 6).
+"""
+
+import functools
+import re
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from models_app.models import Model
+
+from . import selectors, services
+from .exceptions import ConversationReadOnly, DomainError, NotFound
+from .models import Message
+
+MESSAGE_PAGE = 50
+SNIPPET_CHARS = 140
+
+
+def domain_404(view):
+    """Turn a NotFound (unknown, foreign or malformed id) into the 404 page."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        try:
+            return view(request, *args, **kwargs)
+        except NotFound:
+            raise Http404("Not found.")
+        except DomainError as exc:
+            if exc.field in {"session", "id", "model", "run", "before", "group"}:
+                raise Http404(exc.message)
+            raise
+
+    return wrapper
+
+
+def _model_facts(model: Model) -> list[tuple[str, str]]:
+    """Return the key configuration of a model as (label, value) pairs for headers."""
+    facts = [
+        ("Mode", model.get_trading_mode_display()),
+        ("Style", model.get_trading_style_display()),
+        ("Instrument", model.instrument or "—"),
+        ("Buying power", f"${model.buying_power:,.2f}"),
+        ("Margin", "yes" if model.margin_account else "no"),
+        ("Shorting", "allowed" if model.allow_shorting else "not allowed"),
+    ]
+    if model.allow_options_strategies:
+        facts.append(("Options", "allowed"))
+    if model.allow_hedging:
+        facts.append(("Hedging", "allowed"))
+    if model.allowed_order_types:
+        facts.append(("Orders", ", ".join(model.allowed_order_types)))
+    facts.append(("LLM", model.effective_llm))
+    return facts
+
+
+def sidebar_context(user, *, archived: bool = False) -> dict:
+    """Return the template context of the sidebar groups (two queries whatever the size)."""
+    sessions = selectors.sidebar_sessions(user=user, archived=archived)
+    models = list(Model.objects.for_user(user).only("id", "name").order_by("name", "id"))
+    by_key: dict[int, list] = {}
+    for session in sessions:
+        by_key.setdefault(session.group_key, []).append(session)
+    page = selectors.SIDEBAR_PAGE
+    groups = [
+        {
+            "key": "general",
+            "label": "General",
+            "new_url": reverse("chat:new"),
+            "sessions": by_key.get(0, []),
+        }
+    ]
+    for model in models:
+        groups.append(
+            {
+                "key": f"model-{model.pk}",
+                "label": model.name,
+                "model": model,
+                "new_url": reverse("chat:model_new", args=[model.pk]),
+                "sessions": by_key.get(model.pk, []),
+            }
+        )
+    if by_key.get(-1):
+        groups.append({"key": "detached", "label": "Deleted model", "sessions": by_key[-1]})
+    for group in groups:
+        group["has_more"] = len(group["sessions"]) >= page
+        group["next_offset"] = page
+    return {"groups": groups, "archived": archived}
+
+
+def _chat_page(request, *, session=None, model=None, run=None, status=200):
+    """Render the chat page: a stored conversation, or an ephemeral one (no row yet)."""
+    messages, has_more, streaming_id = [], False, None
+    if session is not None:
+        model, run = session.model, session.run
+        messages, has_more = selectors.message_page(session=session, limit=MESSAGE_PAGE)
+        streaming_id = next((m.pk for m in messages if m.status == Message.Status.STREAMING), None)
+    context = {
+        "session": session,
+        "model": model,
+        "run": run,
+        "model_facts": _model_facts(model) if model else [],
+        "messages": messages,
+        "has_more": has_more,
+        "streaming_id": streaming_id,
+        "read_only": bool(session and session.detached_label),
+        "url_base": f"/m/{model.pk}/c/" if model and not run else "/c/",
+        "current_id": str(session.pk) if session else "",
+        **sidebar_context(request.user),
+    }
+    return render(request, "chat/chat.html", context, status=status)
+
+
+@login_required
+def home(request):
+    return redirect("chat:new")
+
+
+@login_required
+@require_GET
+def chat_new(request):
+    """Show an empty, ephemeral chat: nothing is stored until the first message."""
+    return _chat_page(request)
+
+
+@login_required
+@require_GET
+@domain_404
+def model_new(request, model_id):
+    return _chat_page(request, model=selectors.model_get(user=request.user, model_id=model_id))
+
+
+@login_required
+@require_GET
+@domain_404
+def session_open(request, session_id, model_id=None):
+    """Open a conversation and make it the active one of its context."""
+    try:
+        session = services.conversation_resume(user=request.user, session_id=session_id)
+    except ConversationReadOnly:
+        session = selectors.session_get(user=request.user, session_id=session_id)
+    canonical = session.get_absolute_url()
+    if request.path != canonical:
+        return redirect(canonical)
+    return _chat_page(request, session=session)
+
+
+@login_required
+@require_GET
+@domain_404
+def run_chat(request, model_id, run_id):
+    """Open the run's active conversation, or an ephemeral one when it has none."""
+    model, run = selectors.context_resolve(user=request.user, model_id=model_id, run_id=run_id)
+    session = selectors.session_active(user=request.user, model_id=model.pk, run_id=run.pk)
+    if session is not None:
+        return redirect(session.get_absolute_url())
+    return _chat_page(request, model=model, run=run)
+
+
+@login_required
+@require_GET
+@domain_404
+def older_messages(request, session_id):
+    """Return the page of messages before ``before`` (scrolling up)."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    messages, has_more = selectors.message_page(
+        session=session, before_id=request.GET.get("before"), limit=MESSAGE_PAGE
+    )
+    return render(
+        request,
+        "chat/partials/_message_page.html",
+        {"session": session, "messages": messages, "has_more": has_more},
+    )
+
+
+@login_required
+@require_GET
+def sidebar(request):
+    """Return the sidebar groups (after a new conversation, or to show the archive)."""
+    archived = request.GET.get("archived") == "1"
+    context = sidebar_context(request.user, archived=archived)
+    context["current_id"] = _current_session_id(request)
+    return render(request, "chat/partials/_sidebar_groups.html", context)
+
+
+@login_required
+@require_GET
+@domain_404
+def sidebar_more(request):
+    """Return the next page of one sidebar group (loaded when scrolled into view)."""
+    try:
+        offset = max(0, int(request.GET.get("offset", "0")))
+    except ValueError:
+        offset = 0
+    archived = request.GET.get("archived") == "1"
+    group = request.GET.get("group", "")
+    sessions, has_more = selectors.sidebar_group_page(
+        user=request.user, group=group, offset=offset, archived=archived
+    )
+    return render(
+        request,
+        "chat/partials/_session_page.html",
+        {
+            "sessions": sessions,
+            "group": {"key": group, "has_more": has_more, "next_offset": offset + len(sessions)},
+            "archived": archived,
+        },
+    )
+
+
+def _snippet(text: str, query: str) -> tuple[str, str, str]:
+    """Return (before, match, after) around the first match of ``query`` in ``text``."""
+    text = " ".join((text or "").split())
+    found = re.search(re.escape(query), text, flags=re.IGNORECASE)
+    if not found:
+        return text[:SNIPPET_CHARS], "", ""
+    start = max(0, found.start() - SNIPPET_CHARS // 2)
+    before = ("…" if start else "") + text[start : found.start()]
+    after = text[found.end() : found.end() + SNIPPET_CHARS // 2]
+    if found.end() + SNIPPET_CHARS // 2 < len(text):
+        after += "…"
+    return before, found.group(0), after
+
+
+@login_required
+@require_GET
+def search(request):
+    """Return the conversations matching ``q`` with a snippet around the match."""
+    query = " ".join(request.GET.get("q", "").split())[:200]
+    results = [
+        {"session": session, "snippet": _snippet(text, query)}
+        for session, text in selectors.session_search_snippets(user=request.user, query=query)
+    ]
+    return render(
+        request, "chat/partials/_search_results.html", {"query": query, "results": results}
+    )
+
+
+def _current_session_id(request) -> str:
+    """Return the conversation id in the URL of the page that sent an htmx request."""
+    url = (request.htmx.current_url or "") if request.htmx else ""
+    found = re.search(r"/c/([0-9a-f-]{36})", url)
+    return found.group(1) if found else ""
+
+
+def _after_write(request, session=None):
+    """Answer an htmx write with the refreshed sidebar; a plain form post with a redirect."""
+    if not request.htmx:
+        return redirect(session.get_absolute_url() if session else "chat:new")
+    context = sidebar_context(request.user, archived=request.POST.get("archived_view") == "1")
+    context["current_id"] = _current_session_id(request)
+    return render(request, "chat/partials/_sidebar_groups.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@domain_404
+def session_rename(request, session_id):
+    """GET: the inline rename form; POST: store the new title and return the item."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    error = ""
+    if request.method == "POST":
+        try:
+            session = services.conversation_update(
+                user=request.user, session_id=session.pk, title=request.POST.get("title", "")
+            )
+        except DomainError as exc:
+            error = exc.message
+        else:
+            if not request.htmx:
+                return redirect(session.get_absolute_url())
+            return render(
+                request,
+                "chat/partials/_session_item.html",
+                {"session": session, "current_id": _current_session_id(request)},
+            )
+    return render(
+        request,
+        "chat/partials/_rename_form.html",
+        {"session": session, "error": error},
+        status=400 if error else 200,
+    )
+
+
+@login_required
+@require_POST
+@domain_404
+def session_pin(request, session_id):
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    session = services.conversation_update(
+        user=request.user, session_id=session.pk, pinned=not session.pinned
+    )
+    return _after_write(request, session)
+
+
+@login_required
+@require_POST
+@domain_404
+def session_archive(request, session_id):
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    session = services.conversation_update(
+        user=request.user, session_id=session.pk, archived=not session.archived
+    )
+    return _after_write(request, session)
+
+
+@login_required
+@require_POST
+@domain_404
+def session_delete(request, session_id):
+    """Delete a conversation; the page showing it goes to a new chat."""
+    services.conversation_delete(user=request.user, session_id=session_id)
+    if request.htmx and _current_session_id(request) == str(session_id):
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = reverse("chat:new")
+        return response
+    return _after_write(request)

@@ -1,0 +1,98 @@
+"""Pages to list, create, edit and delete models and to see their runs and trades."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from chat import selectors
+from chat.exceptions import NotFound
+
+from . import services
+from .forms import ModelForm
+from .models import Model
+
+
+def _model_or_404(user, model_id):
+    try:
+        return selectors.model_get(user=user, model_id=model_id)
+    except NotFound:
+        raise Http404("Model not found.")
+
+
+def _save(form, save):
+    """Call a service with the form's data; map its validation errors onto the form."""
+    try:
+        return save(**form.cleaned_data)
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    return None
+
+
+@login_required
+@require_GET
+def model_list(request):
+    models = (
+        Model.objects.for_user(request.user)
+        .annotate(run_count=Count("runs", distinct=True))
+        .order_by("name", "id")
+    )
+    return render(request, "models_app/model_list.html", {"models": models})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_create(request):
+    form = ModelForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        model = _save(form, lambda **data: services.model_create(owner=request.user, **data))
+        if model is not None:
+            messages.success(request, f"Model “{model.name}” created.")
+            return redirect("models_app:detail", model.pk)
+    return render(request, "models_app/model_form.html", {"form": form, "model": None})
+
+
+@login_required
+@require_GET
+def model_detail(request, model_id):
+    model = _model_or_404(request.user, model_id)
+    runs = model.runs.prefetch_related("trades").order_by("-created_at", "-id")
+    return render(request, "models_app/model_detail.html", {"model": model, "runs": runs})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_edit(request, model_id):
+    model = _model_or_404(request.user, model_id)
+    form = ModelForm(request.POST or None, instance=model)
+    if request.method == "POST" and form.is_valid():
+        saved = _save(
+            form,
+            lambda **data: services.model_update(user=request.user, model_id=model.pk, **data),
+        )
+        if saved is not None:
+            messages.success(request, f"Model “{saved.name}” saved.")
+            return redirect("models_app:detail", saved.pk)
+    return render(request, "models_app/model_form.html", {"form": form, "model": model})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def model_delete(request, model_id):
+    """GET asks for confirmation; POST deletes, keeping the model's conversations read-only."""
+    model = _model_or_404(request.user, model_id)
+    if request.method == "POST":
+        kept = services.model_delete(user=request.user, model_id=model.pk)
+        note = f" {kept} conversation{'s' if kept != 1 else ''} kept, read-only." if kept else ""
+        messages.success(request, f"Model “{model.name}” deleted.{note}")
+        return redirect("models_app:list")
+    conversations = selectors.session_list(user=request.user, model_id=model.pk, archived=None)
+    return render(
+        request,
+        "models_app/model_confirm_delete.html",
+        {"model": model, "conversation_count": conversations.count()},
+    )
