@@ -35,7 +35,11 @@ def test_bad_credentials_are_401_and_issue_nothing(user):
 
 @pytest.mark.parametrize(
     "body",
-    [{"username": "x"}, {"username": 1, "password": "p"}, {"username": "x", "password": "p", "a": 1}],
+    [
+        {"username": "x"},
+        {"username": 1, "password": "p"},
+        {"username": "x", "password": "p", "a": 1},
+    ],
 )
 def test_malformed_token_requests_are_400(user, body):
     error = assert_error(APIClient().post(TOKEN_URL, body, format="json"), 400, "invalid")
