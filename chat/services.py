@@ -524,8 +524,13 @@ def reply_finish(
     return True
 
 
-def replies_mark_interrupted() -> int:
-    """Mark replies left ``streaming`` by a crash as errors, keeping what was saved."""
-    return Message.objects.filter(status=Message.Status.STREAMING).update(
-        status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now()
-    )
+def replies_mark_interrupted(*, stale_after: float | None = None) -> int:
+    """Mark replies left ``streaming`` by a crash as errors, keeping what was saved.
+
+    With ``stale_after`` only replies not saved for that many seconds are marked: several
+    server processes share one database and a live reply saves (or heartbeats) often.
+    """
+    qs = Message.objects.filter(status=Message.Status.STREAMING)
+    if stale_after is not None:
+        qs = qs.filter(updated_at__lt=timezone.now() - timezone.timedelta(seconds=stale_after))
+    return qs.update(status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now())

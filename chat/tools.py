@@ -1,0 +1,134 @@
+"""Run tools: function calls the LLM may make in a run conversation (SPEC 5.3).
+
+Each tool reads only the run's own data; the engine runs them server-side in a thread.
+"""
+
+import json
+from collections import defaultdict
+from decimal import Decimal
+
+from models_app.models import Run, Trade
+
+TRADES_LIMIT_MAX = 100
+RESULT_SHORT_CHARS = 300
+
+SPECS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_run_summary",
+            "description": "Summary of this run: status, dates, capital, equity, P&L, trades.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_trades",
+            "description": "Trades of this run, most recent first.",
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "symbol": {"type": "string", "description": "Only this symbol."},
+                    "limit": {"type": "integer", "minimum": 1, "maximum": TRADES_LIMIT_MAX},
+                },
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_open_positions",
+            "description": "Open positions of this run: net quantity per symbol.",
+            "parameters": {"type": "object", "properties": {}},
+        },
+    },
+]
+
+STATUS_TEXT = {
+    "get_run_summary": "Looking up the run summary…",
+    "get_trades": "Looking up trades…",
+    "get_open_positions": "Looking up open positions…",
+}
+
+
+def _number(value: Decimal | None) -> str | None:
+    return None if value is None else format(value.normalize(), "f")
+
+
+def run_summary(*, run: Run) -> dict:
+    """Return the facts of a run."""
+    trades = Trade.objects.filter(run=run)
+    realized = sum((t.realized_pnl for t in trades), Decimal("0"))
+    return {
+        "run": run.pk,
+        "model": run.model.name,
+        "status": run.status,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "ended_at": run.ended_at.isoformat() if run.ended_at else None,
+        "starting_capital": _number(run.starting_capital),
+        "ending_equity": _number(run.ending_equity),
+        "pnl": _number(run.pnl),
+        "trades": trades.count(),
+        "realized_pnl": _number(realized),
+    }
+
+
+def trades(*, run: Run, symbol: str | None = None, limit: int = 20) -> list[dict]:
+    """Return the run's trades, most recent first, optionally for one symbol."""
+    qs = Trade.objects.filter(run=run)
+    if symbol:
+        qs = qs.filter(symbol__iexact=str(symbol)[:20])
+    limit = max(1, min(int(limit), TRADES_LIMIT_MAX))
+    return [
+        {
+            "symbol": t.symbol,
+            "side": t.side,
+            "quantity": _number(t.quantity),
+            "price": _number(t.price),
+            "executed_at": t.executed_at.isoformat(),
+            "realized_pnl": _number(t.realized_pnl),
+        }
+        for t in qs.order_by("-executed_at", "-id")[:limit]
+    ]
+
+
+def open_positions(*, run: Run) -> list[dict]:
+    """Return the net quantity per symbol from the run's trades (non-zero only)."""
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    for symbol, side, quantity in Trade.objects.filter(run=run).values_list(
+        "symbol", "side", "quantity"
+    ):
+        net[symbol] += quantity if side == Trade.Side.BUY else -quantity
+    return [
+        {"symbol": symbol, "net_quantity": _number(quantity)}
+        for symbol, quantity in sorted(net.items())
+        if quantity != 0
+    ]
+
+
+def run_tool(*, run_id: int, name: str, arguments: dict) -> str:
+    """Run one tool over a run's data; return its JSON result (errors are results too)."""
+    run = Run.objects.select_related("model").filter(pk=run_id).first()
+    if run is None:
+        return json.dumps({"error": "The run no longer exists."})
+    try:
+        if name == "get_run_summary":
+            result = run_summary(run=run)
+        elif name == "get_trades":
+            limit = arguments.get("limit", 20)
+            if isinstance(limit, bool) or not isinstance(limit, int | float | str):
+                limit = 20
+            result = trades(run=run, symbol=arguments.get("symbol") or None, limit=int(limit))
+        elif name == "get_open_positions":
+            result = open_positions(run=run)
+        else:
+            result = {"error": f"Unknown tool {name!r}."}
+    except (TypeError, ValueError) as exc:
+        result = {"error": f"Bad arguments: {exc}"}
+    return json.dumps(result)
+
+
+def short(result: str) -> str:
+    """Return a tool result cut to what is kept on the message."""
+    return result if len(result) <= RESULT_SHORT_CHARS else result[: RESULT_SHORT_CHARS - 1] + "…"

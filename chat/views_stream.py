@@ -1,0 +1,161 @@
+"""``POST /api/chat/stream``: one reply as Server-Sent Events (SPEC 4.1, 4.2).
+
+The same events as the WebSocket, each as ``data: {json}``. The reply is written by the
+engine, not by this response: a client that goes away does not stop it.
+"""
+
+import json
+
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.layers import get_channel_layer
+from django.http import JsonResponse, StreamingHttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.tokens import token_user
+
+from . import engine, services
+from .exceptions import DomainError, NotFound
+
+ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
+
+
+def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    body = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return JsonResponse({"error": body}, status=status)
+
+
+def _csrf_failure(request) -> JsonResponse | None:
+    """Return a 403 response if a session-authenticated request fails the CSRF check."""
+    check = CsrfViewMiddleware(lambda req: None)
+    check.process_request(request)
+    rejected = check.process_view(request, None, (), {})
+    if rejected is not None:
+        return _error(403, "csrf_failed", "CSRF verification failed.")
+    return None
+
+
+async def _authenticate(request):
+    """Return (user, error response): a bearer token, else the session with CSRF."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        user = await database_sync_to_async(token_user)(header[7:].strip())
+        if user is None:
+            return None, _error(401, "not_authenticated", "The token is invalid or expired.")
+        return user, None
+    user = await request.auser()
+    if not user.is_authenticated:
+        return None, _error(401, "not_authenticated", "Authentication credentials were not given.")
+    failure = await sync_to_async(_csrf_failure)(request)
+    return (None, failure) if failure else (user, None)
+
+
+def _parse(body: bytes) -> tuple[dict | None, JsonResponse | None]:
+    try:
+        data = json.loads(body or b"")
+    except (ValueError, UnicodeDecodeError):
+        return None, _error(400, "invalid_json", "The body is not valid JSON.")
+    if not isinstance(data, dict):
+        return None, _error(400, "invalid", "The body must be a JSON object.")
+    unknown = sorted(data.keys() - ALLOWED_FIELDS)
+    if unknown:
+        return None, _error(
+            400,
+            "unknown_fields",
+            f"Unknown fields: {', '.join(unknown)}.",
+            {name: "Unknown field." for name in unknown},
+        )
+    if "message" not in data:
+        return None, _error(400, "invalid", "message is required.", {"message": "Required."})
+    return data, None
+
+
+def _sse(event: dict) -> bytes:
+    return f"data: {json.dumps(event)}\n\n".encode()
+
+
+@csrf_exempt  # checked in _authenticate for session auth; bearer tokens need none
+async def stream_view(request):
+    """Store the message and stream the reply as text/event-stream."""
+    if request.method != "POST":
+        return _error(405, "method_not_allowed", "Use POST.")
+    user, failure = await _authenticate(request)
+    if failure is not None:
+        return failure
+    data, failure = _parse(request.body)
+    if failure is not None:
+        return failure
+    try:
+        reply = await database_sync_to_async(services.reply_start)(
+            user=user,
+            content=data["message"],
+            session_id=data.get("session"),
+            model_id=data.get("model"),
+            run_id=data.get("run"),
+            client_id=data.get("client_id"),
+        )
+    except NotFound as exc:
+        return _error(404, exc.code, exc.message)
+    except DomainError as exc:
+        status = 409 if exc.code == "generation_in_progress" else 400
+        fields = {exc.field: exc.message} if exc.field else None
+        return _error(status, exc.code, exc.message, fields)
+
+    layer = get_channel_layer()
+    channel = await layer.new_channel()
+    group = engine.session_group(reply.session.pk)
+    await layer.group_add(group, channel)
+    engine.start_generation(reply)
+    message_id = reply.assistant_message.pk if reply.assistant_message else None
+
+    async def events():
+        try:
+            yield _sse(
+                {
+                    "type": "session",
+                    "session": str(reply.session.pk),
+                    "title": reply.session.title,
+                    "created": reply.session_created,
+                    "message": message_id,
+                }
+            )
+            if reply.duplicate:
+                state = await database_sync_to_async(engine.reply_state)(
+                    session_id=reply.session.pk
+                )
+                if state is not None and state["status"] != "streaming":
+                    yield _sse(
+                        {
+                            "type": "token",
+                            "session": str(reply.session.pk),
+                            "message": state["message"],
+                            "content": state["content"],
+                            "offset": 0,
+                        }
+                    )
+                    yield _sse(
+                        {
+                            "type": "done",
+                            "session": str(reply.session.pk),
+                            "message": state["message"],
+                            "html": "",
+                            "usage": None,
+                            "status": state["status"],
+                        }
+                    )
+                    return
+            while True:
+                event = (await layer.receive(channel))["event"]
+                yield _sse(event)
+                if event["type"] in ("done", "error") and event.get("message") == message_id:
+                    return
+        finally:
+            await layer.group_discard(group, channel)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -1,0 +1,65 @@
+"""Fixtures for the streaming tests: the development LLM over real HTTP, sockets."""
+
+import asyncio
+import json
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+
+from accounts.tokens import token_issue
+from chat import engine
+from chat.devllm import DevConfig, DevLLMThread
+
+
+@pytest.fixture(scope="session")
+def dev_llm_server():
+    """One development LLM for the test session, on a free port, instant by default."""
+    server = DevLLMThread(DevConfig(tokens=30, first_token_ms=0, token_ms=0)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dev_llm(dev_llm_server, settings):
+    """Point the LLM client at the development LLM (through the real SDK and HTTP)."""
+    settings.LLM_BASE_URL = dev_llm_server.base_url
+    settings.LLM_TIMEOUT = 5.0
+    return dev_llm_server
+
+
+async def open_socket(user, *, token: str | None = None) -> WebsocketCommunicator:
+    """Connect to /ws/chat/ through the real ASGI stack, authenticated by ?token=."""
+    from config.asgi import application
+
+    if token is None:
+        token, _ = await database_sync_to_async(token_issue)(user=user)
+    communicator = WebsocketCommunicator(application, f"/ws/chat/?token={token}")
+    connected, _ = await communicator.connect()
+    assert connected
+    return communicator
+
+
+async def receive_until(communicator, *, types=("done", "error"), timeout=5.0) -> list[dict]:
+    """Return the events received up to and including the first of ``types``."""
+    events = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        remaining = deadline - loop.time()
+        assert remaining > 0, f"no {types} event in time; got {events}"
+        event = json.loads(await communicator.receive_from(timeout=remaining))
+        events.append(event)
+        if event["type"] in types:
+            return events
+
+
+def tokens_text(events) -> str:
+    return "".join(e["content"] for e in events if e["type"] == "token")
+
+
+async def finish(*communicators) -> None:
+    """Close sockets and wait for the engine's background work on this loop."""
+    for communicator in communicators:
+        await communicator.disconnect()
+    await engine.drain(10)
