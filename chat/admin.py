@@ -1,22 +1,18 @@
 """Staff views of conversations and messages; every change goes through chat.services."""
 
-import importlib
-import importlib.util
+import json
 
+from asgiref.sync import async_to_sync
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Q
+from django.http import HttpResponse
+from django.utils import timezone
 
-from . import services
+from . import exports, services
 from .exceptions import DomainError
 from .models import ChatSession, Message
-
-
-def _optional(module: str, name: str):
-    """Return ``module.name`` if another part of Parlor provides it, else None."""
-    if importlib.util.find_spec(module) is None:
-        return None
-    return getattr(importlib.import_module(module), name, None)
 
 
 class ContextFilter(admin.SimpleListFilter):
@@ -122,7 +118,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
     fields = ("title", "pinned", "archived", *readonly_fields)
     form = ChatSessionForm
     inlines = [MessageInline]
-    actions = ["make_active"]
+    actions = ["make_active", "summarize_now", "export"]
     ordering = ("-activity_at", "-id")
 
     @admin.display(description="title", ordering="title")
@@ -132,15 +128,6 @@ class ChatSessionAdmin(admin.ModelAdmin):
     @admin.display(description="context")
     def context_display(self, obj):
         return obj.detached_label or obj.context
-
-    def get_actions(self, request):
-        actions = super().get_actions(request)
-        # Offered only when the streaming engine / export module exist (other issues).
-        if _optional("chat.engine", "summarize_session") is not None:
-            actions["summarize_now"] = self.get_action("summarize_now")
-        if _optional("chat.exports", "export_sessions") is not None:
-            actions["export"] = self.get_action("export")
-        return actions
 
     def save_model(self, request, obj, form, change):
         """Save title/pin/archive through the service, so its rules apply here too."""
@@ -185,14 +172,35 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
     @admin.action(description="Summarize now")
     def summarize_now(self, request, queryset):
-        summarize_session = _optional("chat.engine", "summarize_session")
-        for session in queryset:
-            summarize_session(session.pk)
-        self.message_user(request, f"Summarized {queryset.count()} conversation(s).")
+        # Imported here: the streaming engine pulls in the LLM client, which the rest of
+        # the admin does not need.
+        from .engine import summarize_session
 
-    @admin.action(description="Export the selected conversations")
+        sessions = list(queryset.values_list("pk", flat=True))
+        changed = sum(bool(async_to_sync(summarize_session)(pk)) for pk in sessions)
+        self.message_user(
+            request,
+            f"Summaries updated: {changed} of {len(sessions)}. A conversation needs one only "
+            f"past {settings.SUMMARY_THRESHOLD} messages, and only when new messages arrived "
+            "since its last summary (or the LLM did not answer).",
+            messages.SUCCESS if changed else messages.WARNING,
+        )
+
+    @admin.action(description="Export the selected conversations (JSON)")
     def export(self, request, queryset):
-        return _optional("chat.exports", "export_sessions")(queryset)
+        sessions = list(queryset.select_related("model", "run"))
+        if len(sessions) == 1:
+            data = exports.export_json(session=sessions[0])
+            filename = exports.export_filename(session=sessions[0], fmt="json")
+        else:
+            data = [exports.export_json(session=session) for session in sessions]
+            filename = f"parlor-conversations-{timezone.now().date().isoformat()}.json"
+        response = HttpResponse(
+            json.dumps(data, indent=2, ensure_ascii=False),
+            content_type="application/json; charset=utf-8",
+        )
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
 
 
 @admin.register(Message)

@@ -1,5 +1,7 @@
 """The Django admin for staff: pages load, and changes go through the services."""
 
+import json
+
 import pytest
 from django.urls import reverse
 
@@ -219,3 +221,44 @@ def test_non_staff_users_are_sent_to_the_admin_login(client, user):
     response = client.get(reverse("admin:chat_chatsession_changelist"))
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+def test_export_downloads_the_selected_conversations_as_json(staff_client, data):
+    general, model_session, _ = data
+    url = reverse("admin:chat_chatsession_changelist")
+    one = staff_client.post(url, {"action": "export", "_selected_action": [str(general.pk)]})
+    assert one.status_code == 200
+    assert one["Content-Disposition"].startswith('attachment; filename="parlor-')
+    exported = json.loads(one.content)
+    assert exported["format"] == "parlor.conversation"
+    assert "Hello from general" in one.content.decode()
+    both = staff_client.post(
+        url, {"action": "export", "_selected_action": [str(general.pk), str(model_session.pk)]}
+    )
+    assert len(json.loads(both.content)) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_summarize_now_writes_the_summary_with_the_development_llm(
+    staff_client, user, dev_llm, settings
+):
+    settings.SUMMARY_THRESHOLD = 4
+    settings.CONTEXT_MESSAGES = 2
+    session, _ = services.conversation_start(user=user)
+    for number in range(4):
+        reply = services.reply_start(user=user, content=f"Question {number}", session_id=session.pk)
+        services.reply_finish(
+            message_id=reply.assistant_message.pk, content=f"Answer {number}", status="complete"
+        )
+    short, _ = services.conversation_start(user=user)
+    url = reverse("admin:chat_chatsession_changelist")
+    response = staff_client.post(
+        url,
+        {"action": "summarize_now", "_selected_action": [str(session.pk), str(short.pk)]},
+        follow=True,
+    )
+    assert b"Summaries updated: 1 of 2" in response.content
+    session.refresh_from_db()
+    assert session.summary
+    last_covered = session.messages.order_by("-created_at", "-id")[2]
+    assert session.summary_until_id == last_covered.pk
