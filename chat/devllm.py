@@ -121,16 +121,18 @@ def _summary_reply(messages: list[dict]) -> str:
 
 
 def _default_reply(seed_text: str, tokens: int) -> str:
+    """Return a deterministic Markdown reply of exactly ``tokens`` stream tokens."""
     seed = int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16)
-    words = []
-    for i in range(max(tokens - 8, 1)):
-        words.append(WORDS[(seed + i * 7) % len(WORDS)])
-    head = "**Here is a deterministic reply.**\n\n"
-    body = " ".join(words)
+    words = [WORDS[(seed + i * 7) % len(WORDS)] for i in range(max(tokens, 4))]
     middle = len(words) // 2
-    parts = body.split(" ")
-    text = " ".join(parts[:middle]) + "\n\n- " + " ".join(parts[middle:]) + "\n- `done`"
-    return head + text
+    text = (
+        "**Here is a deterministic reply.**\n\n"
+        + " ".join(words[:middle])
+        + "\n\n- "
+        + " ".join(words[middle:])
+        + "\n- `done`"
+    )
+    return "".join(_split(text)[:tokens])
 
 
 def _tool_call(tools: list, user: str) -> dict | None:
