@@ -1,5 +1,7 @@
 """Per-user rate limits; rates come from settings (THROTTLE_MESSAGES, THROTTLE_TOKENS)."""
 
+import hashlib
+
 from django.conf import settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -42,5 +44,7 @@ class TokenIssueThrottle(_SettingsRateThrottle):
         if not isinstance(username, str) or not username:
             ident = f"addr:{self.get_ident(request)}"
         else:
-            ident = f"user:{username.strip().lower()[:150]}"
+            # Hashed: any text may be sent as a username, and cache keys must stay safe.
+            digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()
+            ident = f"user:{digest}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
