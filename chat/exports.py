@@ -5,6 +5,7 @@ The JSON format (``"format": "parlor.conversation", "version": 1``) is what
 export_conversations/import_conversations commands share these functions.
 """
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -169,6 +170,8 @@ def _text(obj: dict, key: str, where: str, *, limit: int, default: str = "") -> 
         raise _fail(f"{where}.{key} must be a string.", f"{where}.{key}")
     if len(value) > limit:
         raise _fail(f"{where}.{key} is longer than {limit:,} characters.", f"{where}.{key}")
+    if "\x00" in value:
+        raise _fail(f"{where}.{key} contains a NUL character.", f"{where}.{key}")
     return value
 
 
@@ -176,11 +179,19 @@ def _time(obj: dict, key: str, where: str) -> datetime | None:
     value = obj.get(key)
     if value is None:
         return None
-    parsed = parse_datetime(value) if isinstance(value, str) else None
-    if parsed is None:
-        raise _fail(f"{where}.{key} must be an ISO 8601 date-time.", f"{where}.{key}")
-    if timezone.is_naive(parsed):
-        parsed = timezone.make_aware(parsed, UTC)
+    try:
+        parsed = parse_datetime(value) if isinstance(value, str) else None
+        if parsed is not None:
+            if timezone.is_naive(parsed):
+                parsed = timezone.make_aware(parsed, UTC)
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
+        parsed = None
+    if parsed is None or not 1900 <= parsed.year <= 9000:
+        raise _fail(
+            f"{where}.{key} must be an ISO 8601 date-time between 1900 and 9000.",
+            f"{where}.{key}",
+        )
     return parsed
 
 
@@ -209,6 +220,9 @@ def _check_message(raw, index: int) -> dict:
     tools = raw.get("tools_used") or []
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise _fail(f"{where}.tools_used must be a list of objects.", f"{where}.tools_used")
+    # PostgreSQL's jsonb refuses NUL characters anywhere in a document.
+    if "\\u0000" in json.dumps(tools) or len(json.dumps(tools)) > 100_000:
+        raise _fail(f"{where}.tools_used is too large or contains NUL.", f"{where}.tools_used")
     return {
         "role": role,
         "content": _text(raw, "content", where, limit=IMPORT_MAX_CONTENT_CHARS),

@@ -1,11 +1,19 @@
 """REST API routes under /api/ (SPEC 4.1). Ids are parsed by the views: bad ones are 400."""
 
-from django.urls import path
+from django.http import JsonResponse
+from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
 from chat.api import views as chat
 from models_app import api as models
+
+
+def not_found(request, rest=""):
+    """Answer unknown /api/ paths in the API's error shape rather than an HTML page."""
+    body = {"error": {"code": "not_found", "message": f"No API endpoint at {request.path}."}}
+    return JsonResponse(body, status=404)
+
 
 urlpatterns = [
     path("auth/token/", chat.TokenView.as_view(), name="api-token"),
@@ -46,4 +54,5 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
         name="api-docs",
     ),
+    re_path(r"^(?P<rest>.*)$", not_found),
 ]

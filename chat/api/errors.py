@@ -3,6 +3,7 @@
 import logging
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
@@ -93,6 +94,15 @@ def exception_handler(exc, context):
             fields = {"non_field_errors": list(exc.messages)}
         set_rollback()
         return Response(error_body("invalid", _summary(fields), fields), status=400)
+    if isinstance(exc, RequestDataTooBig):
+        set_rollback()
+        return Response(
+            error_body("too_large", "The request body is too large (DATA_UPLOAD_MAX_MEMORY_SIZE)."),
+            status=413,
+        )
+    if isinstance(exc, SuspiciousOperation):
+        set_rollback()
+        return Response(error_body("bad_request", "The request is malformed."), status=400)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound()
     elif isinstance(exc, DjangoPermissionDenied):
@@ -111,6 +121,7 @@ def exception_handler(exc, context):
         detail = exc.detail
         message = str(detail) if not isinstance(detail, dict | list) else str(exc.default_detail)
         if isinstance(exc, exceptions.ParseError):
+            message = message.removeprefix("JSON parse error - ")
             message = f"The request body is not valid JSON: {message}"
         body = error_body(code or getattr(detail, "code", None) or "error", message)
     set_rollback()

@@ -35,6 +35,7 @@ def errors(*codes: int) -> dict:
         401: "Not authenticated, or the bearer token is invalid or expired.",
         403: "Forbidden, e.g. a session-authenticated write without a CSRF token.",
         404: "Not found: unknown, or another user's.",
+        413: "The request body is too large.",
         429: "Rate limited; Retry-After says when to try again.",
     }
     return {
@@ -359,7 +360,7 @@ class SessionImportView(APIView):
     @extend_schema(
         operation_id="sessions_import",
         request=OpenApiTypes.OBJECT,
-        responses={201: s.SessionDetailSerializer, **errors(400)},
+        responses={201: s.SessionDetailSerializer, **errors(400, 413)},
         summary="Import a JSON export as a new conversation",
         description=(
             "The body is a file from `export/?format=json`. It becomes a new, inactive "
