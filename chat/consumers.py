@@ -84,6 +84,10 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             await getattr(self, f"_on_{kind}")(frame)
         except DomainError as exc:
             await self._error(exc.message, session=frame.get("session"), code=exc.code)
+        except Exception:
+            # One failed frame must not take the socket (and its other streams) down.
+            logger.exception("chat frame %s failed", kind)
+            await self._error("Something went wrong; please try again.", code="server_error")
 
     def _check(self, frame) -> str:
         if not isinstance(frame, dict):

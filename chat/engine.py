@@ -497,6 +497,8 @@ async def astop_generation(*, user, session_id) -> bool:
     session = await _read(selectors.session_get)(user=user, session_id=session_id)
     generation = _generations.get(_key(session.pk))
     if generation is not None:
+        if generation.finishing:
+            return False
         generation.loop.call_soon_threadsafe(generation.request_stop)
         return True
     if await _read(_streaming_message_id)(session_id=session.pk) is None:

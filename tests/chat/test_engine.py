@@ -1,0 +1,191 @@
+"""The engine from sync code, its bounded writes and frames, prompting, tools, commands."""
+
+import json
+import time
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db.backends import utils as db_utils
+
+from chat import engine, prompting, services, tools
+from chat.exceptions import ConversationNotFound
+from chat.models import ChatSession, Message
+from tests.factories import (
+    ChatSessionFactory,
+    MessageFactory,
+    ModelFactory,
+    RunFactory,
+    TradeFactory,
+    UserFactory,
+)
+
+from .conftest import finish, open_socket, receive_until
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met in time")
+
+
+def reply_status(message_id):
+    return Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_start_generation_from_sync_code_runs_in_the_background(dev_llm):
+    user = UserFactory()
+    reply = services.reply_start(user=user, content="From a sync view", client_id="k1")
+    engine.start_generation(reply)
+    wait_for(lambda: reply_status(reply.assistant_message.pk) == "complete")
+
+    stored = Message.objects.get(pk=reply.assistant_message.pk)
+    assert stored.content.startswith("**Here is a deterministic reply.**")
+    assert stored.completion_tokens == 30
+    # The same client_id again is a duplicate: nothing new is stored or started.
+    again = services.reply_start(user=user, content="From a sync view", client_id="k1")
+    assert again.duplicate
+    engine.start_generation(again)
+    time.sleep(0.1)
+    assert Message.objects.filter(session=reply.session).count() == 2
+    assert Message.objects.get(pk=stored.pk).updated_at == stored.updated_at
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stop_generation_from_sync_code_keeps_the_partial_reply(dev_llm):
+    user, intruder = UserFactory(), UserFactory()
+    reply = services.reply_start(user=user, content="Long [dev:tokens=3000] [dev:token_ms=2]")
+    engine.start_generation(reply)
+    time.sleep(0.3)
+    with pytest.raises(ConversationNotFound):
+        engine.stop_generation(user=intruder, session_id=reply.session.pk)
+    assert engine.stop_generation(user=user, session_id=reply.session.pk) is True
+    wait_for(lambda: reply_status(reply.assistant_message.pk) == "stopped")
+
+    stored = Message.objects.get(pk=reply.assistant_message.pk)
+    assert 0 < len(stored.content.split()) < 3000
+    assert engine.stop_generation(user=user, session_id=reply.session.pk) is False
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_long_reply_is_coalesced_and_saved_a_bounded_number_of_times(dev_llm, monkeypatch):
+    writes = []
+    original = db_utils.CursorWrapper._execute_with_wrappers
+
+    def counting(self, sql, params, many, executor):
+        if sql.lstrip().upper().startswith(("UPDATE", "INSERT")):
+            writes.append(sql)
+        return original(self, sql, params, many, executor)
+
+    monkeypatch.setattr(db_utils.CursorWrapper, "_execute_with_wrappers", counting)
+    user = await engine.database_sync_to_async(UserFactory)()
+    socket = await open_socket(user)
+    writes.clear()
+    started = time.monotonic()
+    await socket.send_json_to(
+        {"type": "send", "content": "Go [dev:tokens=400] [dev:token_ms=5]", "client_id": "w"}
+    )
+    events = await receive_until(socket, timeout=15)
+    elapsed = time.monotonic() - started
+    await finish(socket)
+
+    frames = [e for e in events if e["type"] == "token"]
+    assert events[-1]["type"] == "done"
+    # ~25 frames a second, not one per token.
+    assert len(frames) <= elapsed / engine.FRAME_INTERVAL + 5
+    assert len(frames) < 200
+    # reply_start (2 inserts, 2 session updates), one save per SAVE_INTERVAL, the finish
+    # (message + session), the title: bounded by time, not by the 400 tokens.
+    message_writes = [w for w in writes if "chat_message" in w]
+    assert len(message_writes) <= 2 + elapsed / engine.SAVE_INTERVAL + 2
+    assert len(writes) <= 12
+
+
+@pytest.mark.django_db
+def test_context_has_system_prompt_summary_and_the_last_messages(settings):
+    settings.CONTEXT_MESSAGES = 3
+    model = ModelFactory(name="Scalper", allow_hedging=True, allowed_order_types=["stop"])
+    session = ChatSessionFactory(user=model.owner, model=model, summary="Earlier: talked risk.")
+    for n in range(5):
+        MessageFactory(session=session, role="user", content=f"question {n}")
+    placeholder = MessageFactory(session=session, role="assistant", content="", status="streaming")
+
+    context = prompting.reply_context(session_id=session.pk, message_id=placeholder.pk)
+
+    system = context.messages[0]["content"]
+    assert system.startswith(prompting.GENERAL_PROMPT)
+    for line in ("- Name: Scalper", "- Hedging allowed: yes", "- Allowed order types: stop"):
+        assert line in system
+    assert context.messages[1] == {
+        "role": "system",
+        "content": "Summary of the earlier conversation:\nEarlier: talked risk.",
+    }
+    assert [m["content"] for m in context.messages[2:]] == [
+        "question 2",
+        "question 3",
+        "question 4",
+    ]
+    assert context.tools is None
+
+
+@pytest.mark.django_db
+def test_run_context_offers_the_tools_and_states_the_facts():
+    run = RunFactory(starting_capital=Decimal("1000"), ending_equity=Decimal("1200"))
+    session = ChatSessionFactory(user=run.model.owner, model=run.model, run=run)
+    context = prompting.reply_context(session_id=session.pk, message_id=0)
+    assert context.run_id == run.pk
+    assert [t["function"]["name"] for t in context.tools] == [
+        "get_run_summary",
+        "get_trades",
+        "get_open_positions",
+    ]
+    assert "P&L 200" in context.messages[0]["content"]
+
+
+@pytest.mark.django_db
+def test_tools_read_only_the_runs_own_trades():
+    run, other = RunFactory(), RunFactory()
+    TradeFactory(run=run, symbol="AAPL", side="buy", quantity=Decimal("10"))
+    TradeFactory(run=run, symbol="AAPL", side="sell", quantity=Decimal("4"), realized_pnl=7)
+    TradeFactory(run=run, symbol="MSFT", side="buy", quantity=Decimal("5"))
+    TradeFactory(run=run, symbol="MSFT", side="sell", quantity=Decimal("5"))
+    TradeFactory(run=other, symbol="TSLA", side="buy", quantity=Decimal("1"))
+
+    positions = json.loads(tools.run_tool(run_id=run.pk, name="get_open_positions", arguments={}))
+    assert positions == [{"symbol": "AAPL", "net_quantity": "6"}]
+    trades = json.loads(
+        tools.run_tool(run_id=run.pk, name="get_trades", arguments={"symbol": "aapl", "limit": 1})
+    )
+    assert len(trades) == 1 and trades[0]["symbol"] == "AAPL"
+    summary = json.loads(tools.run_tool(run_id=run.pk, name="get_run_summary", arguments={}))
+    assert (summary["trades"], summary["realized_pnl"], summary["pnl"]) == (4, "7", "450")
+    unknown = json.loads(tools.run_tool(run_id=run.pk, name="rm_rf", arguments={}))
+    assert unknown == {"error": "Unknown tool 'rm_rf'."}
+    assert len(tools.short("x" * 1000)) == tools.RESULT_SHORT_CHARS
+
+
+@pytest.mark.django_db(transaction=True)
+def test_summarize_sessions_backfills_conversations_past_the_threshold(dev_llm, settings):
+    settings.SUMMARY_THRESHOLD = 4
+    settings.CONTEXT_MESSAGES = 2
+    long = ChatSessionFactory(message_count=6)
+    short = ChatSessionFactory(message_count=3)
+    messages = [
+        MessageFactory(session=long, role="user", content=f"topic {n} please") for n in range(6)
+    ]
+    MessageFactory.create_batch(3, session=short)
+
+    call_command("summarize_sessions", stdout=open("/dev/null", "w"))  # noqa: SIM115
+
+    long.refresh_from_db()
+    short.refresh_from_db()
+    assert long.summary.startswith("Summary of the conversation so far")
+    assert "topic 3 please" in long.summary and "topic 4" not in long.summary
+    assert (long.summary_until_id, long.summary_message_count) == (messages[3].pk, 4)
+    assert short.summary == ""
+    assert ChatSession.objects.filter(summary="").count() == 1
