@@ -22,7 +22,7 @@ from accounts.tokens import token_issue
 from chat import services
 from tests.factories import MessageFactory
 
-EXAMPLES_PER_OPERATION = 6
+EXAMPLES_PER_OPERATION = 10
 
 
 @pytest.mark.django_db
