@@ -1,3 +1,5 @@
+import re
+
 from django import template
 from django.utils.safestring import mark_safe
 
@@ -19,3 +21,12 @@ def signed_money(value) -> str:
         return "—"
     sign = "+" if value >= 0 else "-"
     return f"{sign}${abs(value):,.2f}"
+
+
+_MARKUP = re.compile(r"[*_`#>~]+|\[([^\]]*)\]\([^)]*\)")
+
+
+@register.filter
+def plain_preview(text: str) -> str:
+    """Strip the Markdown punctuation from a preview so the sidebar reads as prose."""
+    return " ".join(_MARKUP.sub(lambda m: m.group(1) or "", text or "").split())

@@ -8,10 +8,12 @@
     document.querySelectorAll("[data-drawer-open]").forEach(function (button) {
       button.setAttribute("aria-expanded", open ? "true" : "false");
     });
-    if (open) {
-      const search = document.getElementById("search-input");
-      if (search) search.focus();
-    }
+    // Move focus into the drawer (not the search box: that would pop a phone keyboard).
+    const target = open ? ".drawer-close" : "[data-drawer-open]";
+    window.requestAnimationFrame(function () {
+      const element = document.querySelector(target);
+      if (element && element.offsetParent !== null) element.focus();
+    });
   }
 
   function closeMenus(except) {
@@ -61,11 +63,10 @@
     }
   });
 
-  // Focus the inline rename field when it is swapped in, with its text selected.
-  document.addEventListener("htmx:afterSwap", function (event) {
-    const input = event.detail.elt && event.detail.elt.querySelector
-      ? document.querySelector("[data-rename-input]")
-      : null;
+  // Focus the inline rename field, text selected, once htmx has wired its form up
+  // (after the settle; before it, Enter would submit the form natively).
+  document.addEventListener("htmx:afterSettle", function () {
+    const input = document.querySelector("[data-rename-input]");
     if (input && document.activeElement !== input) {
       input.focus();
       input.select();

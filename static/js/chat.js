@@ -25,6 +25,7 @@
     readOnly: pane.dataset.readOnly === "1",
     busy: false,
     pending: null, // the assistant bubble waiting for its message id
+    pendingUser: null, // the user's bubble waiting for its message id
     text: new Map(), // message id -> text streamed so far
     replaceNext: new Set(), // ids whose next token is the replay of the whole reply so far
     stopRequested: false,
@@ -230,7 +231,12 @@
         onSession(event);
         break;
       case "status":
-        setStatusLine(state.pending || list.querySelector(".msg-assistant.streaming"), event.content);
+        setStatusLine(
+          (event.message && document.getElementById("msg-" + event.message)) ||
+            state.pending ||
+            list.querySelector(".msg-assistant.streaming"),
+          event.content,
+        );
         break;
       case "token":
         onToken(event);
@@ -256,6 +262,9 @@
     const heading = document.getElementById("chat-title");
     if (heading) heading.dataset.titleFor = event.session;
     if (event.title) updateTitle(event.session, event.title);
+    if (event.message && state.pending) setMessageId(state.pending, event.message);
+    if (event.user_message && state.pendingUser) setMessageId(state.pendingUser, event.user_message);
+    state.pendingUser = null;
     if (wasEphemeral) {
       // The conversation now exists: give it its address without reloading.
       history.replaceState(null, "", state.urlBase + event.session);
@@ -263,14 +272,25 @@
     }
   }
 
+  // A subscribe replays the conversation's last reply; one already shown finished
+  // (complete, stopped or failed) is left as the server rendered it.
+  function isFinished(messageId) {
+    const shown = messageId ? document.getElementById("msg-" + messageId) : null;
+    return Boolean(shown && shown.dataset.status && shown.dataset.status !== "streaming");
+  }
+
   function onToken(event) {
+    if (isFinished(event.message)) return;
     const bubble = bubbleFor(event.message, true);
     const id = bubble.dataset.messageId || "";
     let text = state.text.get(id);
-    if (state.replaceNext.has(id) || text === undefined) {
-      // The first token seen for a reply already shown carries everything so far.
+    if (text === undefined) {
       text = state.replaceNext.has(id) ? "" : bubble.querySelector(".msg-body").textContent;
-      state.replaceNext.delete(id);
+    }
+    state.replaceNext.delete(id);
+    // Tokens carry their offset in the reply: a replay from 0 replaces what is shown.
+    if (typeof event.offset === "number" && event.offset <= text.length) {
+      text = text.slice(0, event.offset);
     }
     text += event.content || "";
     state.text.set(id, text);
@@ -281,7 +301,9 @@
   }
 
   function onDone(event) {
+    if (isFinished(event.message)) return;
     const bubble = bubbleFor(event.message, true);
+    const wasStreaming = bubble.classList.contains("streaming");
     state.replaceNext.delete(bubble.dataset.messageId);
     const body = bubble.querySelector(".msg-body");
     body.classList.remove("plain");
@@ -298,10 +320,11 @@
     }
     setBusy(false);
     scrollDown(false);
-    refreshSidebar();
+    if (wasStreaming) refreshSidebar();
   }
 
   function onError(event) {
+    if (isFinished(event.message)) return;
     const bubble = event.message ? bubbleFor(event.message, false) : state.pending;
     if (!bubble) {
       // A refused frame (empty, too long, rate limited…): nothing is streaming.
@@ -354,6 +377,7 @@
       if (state.run) frame.run = Number(state.run);
     }
     const mine = makeBubble("user");
+    state.pendingUser = mine;
     mine.dataset.raw = content;
     mine.querySelector(".msg-body").textContent = content;
     state.pending = makeBubble("assistant");

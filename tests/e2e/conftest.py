@@ -1,0 +1,234 @@
+"""End-to-end fixtures: a live daphne server, the development LLM over HTTP, Chromium.
+
+The server is a subprocess serving ``config.asgi:application`` on a socket bound to a
+free port. It uses the test database on PostgreSQL and a fresh migrated file on SQLite
+(an in-memory test database cannot be shared with another process). Tests only act
+through the browser, so they never depend on which of the two it is.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+from chat.devllm import DevConfig, DevLLMThread
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+SERVER_START_TIMEOUT = 30
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test here as e2e; skip them when Chromium is missing (outside CI)."""
+    here = Path(__file__).parent
+    missing = not os.access(CHROMIUM, os.X_OK)
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(pytest.mark.e2e)
+            if missing and not os.environ.get("REQUIRE_SERVICES"):
+                item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is not installed"))
+
+
+def _database_url(workdir: Path) -> str:
+    """Return the URL of a database the server process can share with this one."""
+    settings = connection.settings_dict
+    if connection.vendor == "postgresql":
+        # Never point a server that the tests flush at a database that is not a test one.
+        assert settings["NAME"].startswith("test"), settings["NAME"]
+        auth = settings["USER"] or ""
+        if settings.get("PASSWORD"):
+            auth += f":{settings['PASSWORD']}"
+        host = settings["HOST"] or "127.0.0.1"
+        port = settings["PORT"] or 5432
+        return f"postgres://{auth}@{host}:{port}/{settings['NAME']}"
+    return f"sqlite:///{workdir / 'e2e.sqlite3'}"
+
+
+def _wait_for_http(url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the live server exited:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the live server did not answer in time:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="session")
+def e2e_llm():
+    """The development LLM, quick by default; a message can slow it with [dev:…] hints."""
+    server = DevLLMThread(DevConfig(tokens=40, first_token_ms=30, token_ms=8)).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def live_url(django_db_setup, django_db_blocker, e2e_llm):
+    """Start daphne on a free port against the shared database; return its base URL."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="parlor-e2e-"))
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "tests.e2e.server_settings",
+        "DATABASE_URL": _database_url(workdir),
+        "LLM_BASE_URL": e2e_llm.base_url,
+        "LLM_TIMEOUT": "10",
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.pop("REDIS_URL", None)
+    log = ARTIFACTS / "e2e-server.log"
+    if connection.vendor != "postgresql":
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            timeout=120,
+        )
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    with open(log, "w") as log_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "--fd",
+                str(listener.fileno()),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            pass_fds=[listener.fileno()],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    listener.close()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_http(f"{base}/accounts/login/", process, log)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(autouse=True)
+def _e2e_database(monkeypatch, transactional_db):
+    """Commit for real (the server is another process) and empty the database afterwards.
+
+    Playwright's sync API keeps an event loop current in this thread, which Django takes
+    for async code; the test itself never touches the ORM while a page is open. The
+    variable is set before ``transactional_db`` and so still set when it flushes.
+    """
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+
+class Page:
+    """A browser tab on the live server with the few helpers every scenario uses."""
+
+    def __init__(self, page, base: str, problems: list[str]):
+        self.page = page
+        self.base = base
+        self.problems = problems
+
+    def __getattr__(self, name):
+        return getattr(self.page, name)
+
+    def open(self, path: str):
+        return self.page.goto(self.base + path)
+
+    def sign_up(self, username: str | None = None) -> str:
+        username = username or f"u{uuid.uuid4().hex[:10]}"
+        self.open("/accounts/signup/")
+        self.page.fill("#id_username", username)
+        self.page.fill("#id_password1", "a-Strong-pass-4-tests")
+        self.page.fill("#id_password2", "a-Strong-pass-4-tests")
+        self.page.click("button[type=submit]")
+        self.page.wait_for_url(self.base + "/new")
+        return username
+
+    def send(self, text: str) -> None:
+        composer = self.page.locator("#composer-input")
+        composer.fill(text)
+        composer.press("Enter")
+
+    def wait_idle(self, timeout: float = 15_000) -> None:
+        """Wait until no reply is streaming in the page."""
+        self.page.wait_for_selector("#send-btn:not([hidden])", timeout=timeout)
+        self.page.wait_for_function(
+            "() => !document.querySelector('.msg-assistant.streaming')", timeout=timeout
+        )
+
+    def screenshot_to(self, name: str) -> Path:
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=False)
+        return path
+
+
+@pytest.fixture
+def open_page(browser, live_url):
+    """Return a factory of fresh browser tabs (each its own cookie jar unless shared)."""
+    contexts = []
+    problems: list[str] = []
+
+    def make(*, width=1280, height=800, context=None) -> Page:
+        if context is None:
+            context = browser.new_context(viewport={"width": width, "height": height})
+            contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        # A CSP violation or a script error is a bug in the page.
+        page.on(
+            "console",
+            lambda msg: problems.append(msg.text) if msg.type == "error" else None,
+        )
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        return Page(page, live_url, problems)
+
+    yield make
+    for context in contexts:
+        context.close()
