@@ -204,37 +204,6 @@ def sidebar_group_page(
     return rows[:limit], len(rows) > limit
 
 
-def session_search_snippets(*, user, query: str, limit: int = 20) -> list[tuple]:
-    """Return up to ``limit`` (session, text to cut a snippet from) matching ``query``.
-
-    A plain case-insensitive match over titles and message contents, most recent first.
-    """
-    query = " ".join(str(query).split())
-    if not query:
-        return []
-    found: dict = {}
-    for session in session_list(user=user, archived=None).filter(title__icontains=query)[:limit]:
-        found[session.pk] = (session, session.preview)
-    messages = (
-        Message.objects.filter(
-            session__user=user,
-            content__icontains=query,
-            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
-        )
-        .select_related("session", "session__model", "session__run")
-        .order_by("-created_at", "-id")[: limit * 5]
-    )
-    for message in messages:
-        current = found.get(message.session_id)
-        if current is None and len(found) < limit:
-            found[message.session_id] = (message.session, message.content)
-        elif current is not None and query.lower() not in (current[1] or "").lower():
-            # A title match shows the body text that matches too, when there is one.
-            found[message.session_id] = (current[0], message.content)
-    results = sorted(found.values(), key=lambda pair: pair[0].activity_at, reverse=True)
-    return results[:limit]
-
-
 SEARCH_QUERY_MAX_CHARS = 200
 SNIPPET_CHARS = 160
 SNIPPET_MARK = "**"

@@ -20,7 +20,7 @@ from .exceptions import ConversationReadOnly, DomainError, NotFound
 from .models import Message
 
 MESSAGE_PAGE = 50
-SNIPPET_CHARS = 140
+SEARCH_RESULTS = 20
 
 
 def domain_404(view):
@@ -214,29 +214,31 @@ def sidebar_more(request):
     )
 
 
-def _snippet(text: str, query: str) -> tuple[str, str, str]:
-    """Return (before, match, after) around the first match of ``query`` in ``text``."""
-    text = " ".join((text or "").split())
-    found = re.search(re.escape(query), text, flags=re.IGNORECASE)
-    if not found:
-        return text[:SNIPPET_CHARS], "", ""
-    start = max(0, found.start() - SNIPPET_CHARS // 2)
-    before = ("…" if start else "") + text[start : found.start()]
-    after = text[found.end() : found.end() + SNIPPET_CHARS // 2]
-    if found.end() + SNIPPET_CHARS // 2 < len(text):
-        after += "…"
-    return before, found.group(0), after
+def _highlight(snippet: str, query: str) -> list[tuple[str, bool]]:
+    """Split a search snippet into (text, is_match) parts around the query's words.
+
+    The selector's own match marks are dropped: they are ``**``, which Markdown in the
+    message text uses too.
+    """
+    text = " ".join((snippet or "").replace(selectors.SNIPPET_MARK, "").split())
+    words = sorted({re.escape(word) for word in query.split()}, key=len, reverse=True)
+    if not words:
+        return [(text, False)]
+    parts = re.split("(" + "|".join(words) + ")", text, flags=re.IGNORECASE)
+    return [(part, index % 2 == 1) for index, part in enumerate(parts) if part]
 
 
 @login_required
 @require_GET
 def search(request):
     """Return the conversations matching ``q`` with a snippet around the match."""
-    query = " ".join(request.GET.get("q", "").split())[:200]
-    results = [
-        {"session": session, "snippet": _snippet(text, query)}
-        for session, text in selectors.session_search_snippets(user=request.user, query=query)
-    ]
+    query = " ".join(request.GET.get("q", "").split())[: selectors.SEARCH_QUERY_MAX_CHARS]
+    results = []
+    if query:
+        sessions, _ = selectors.session_search(
+            user=request.user, query=query, archived=None, limit=SEARCH_RESULTS
+        )
+        results = [{"session": s, "snippet": _highlight(s.snippet, query)} for s in sessions]
     return render(
         request, "chat/partials/_search_results.html", {"query": query, "results": results}
     )

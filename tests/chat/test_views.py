@@ -280,9 +280,9 @@ def test_search_finds_a_word_in_a_message_body_with_a_snippet(web, user, other_u
     say(mine, "remember to buy pomegranates tomorrow")
     theirs = start(other_user, title="Theirs")
     say(theirs, "pomegranates are mine")
-    html = web.get("/search?q=pomegranate", **HTMX).content.decode()
+    html = web.get("/search?q=pomegranates", **HTMX).content.decode()
     assert "Groceries" in html
-    assert "<mark>pomegranate</mark>" in html
+    assert "<mark>pomegranates</mark>" in html
     assert "Theirs" not in html
     assert web.get("/search?q=", **HTMX).content.decode().strip() == ""
 
