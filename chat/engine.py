@@ -122,6 +122,7 @@ class Generation:
         self.outbox: list[dict] = []
         self.wake = asyncio.Event()
         self.closed = False
+        self.started = False
         self.stopping = False
         self.finishing = False
         self.last_frame = 0.0
@@ -151,7 +152,9 @@ class Generation:
 
     def request_stop(self) -> None:
         self.stopping = True
-        if self.task is not None and not self.task.done() and not self.finishing:
+        # A task cancelled before its first step would never save its end: run() checks
+        # ``stopping`` when it starts instead.
+        if self.started and self.task is not None and not self.task.done() and not self.finishing:
             self.task.cancel()
 
     async def _flush_tokens(self) -> None:
@@ -223,6 +226,8 @@ class Generation:
                 if kind == "engine.stop":
                     self.request_stop()
                 elif kind == "engine.snapshot" and message.get("reply_channel"):
+                    if self.finishing:
+                        continue  # the subscriber falls back to the stored reply
                     await layer.send(message["reply_channel"], self.snapshot())
         finally:
             with contextlib.suppress(Exception):
@@ -239,10 +244,13 @@ class Generation:
         }
 
     async def run(self) -> None:
+        self.started = True
         publisher = _spawn(self.publish(), loop=self.loop)
         controller = _spawn(self.control(), loop=self.loop)
         status, error = Message.Status.COMPLETE, ""
         try:
+            if self.stopping:
+                raise asyncio.CancelledError
             await self._generate()
         except llm.LLMError as exc:
             status, error = Message.Status.ERROR, exc.reason
@@ -420,7 +428,8 @@ async def summarize_session(session_id) -> bool:
 
 def _launch(reply: services.Reply, loop: asyncio.AbstractEventLoop) -> None:
     key = _key(reply.session.pk)
-    if key in _generations:
+    current = _generations.get(key)
+    if current is not None and not current.finishing:
         return
     generation = Generation(reply, loop)
     _generations[key] = generation

@@ -156,5 +156,25 @@ async def test_reply_on_process_a_streams_live_to_process_b_and_b_can_stop(two_s
         await b.send_json({"type": "stop", "session": session_id})
         stopped = await _events(a)
         assert stopped[-1]["type"] == "done" and stopped[-1]["status"] == "stopped"
+
+        # SSE through a real ASGI server: the client leaves after the first event, the
+        # reply is still written to the end and saved.
+        async with http.post(
+            f"http://127.0.0.1:{port_a}/api/chat/stream",
+            json={"message": "Over SSE [dev:tokens=200] [dev:token_ms=3]", "session": session_id},
+            headers={"Authorization": f"Bearer {token}"},
+        ) as response:
+            assert response.headers["Content-Type"] == "text/event-stream"
+            first = json.loads((await response.content.readline()).decode()[6:])
+        assert first["type"] == "session"
+        live = await _events(a)  # socket A is in the session's group and sees it all
+        assert live[-1]["type"] == "done" and live[-1]["status"] == "complete"
+        c = await http.ws_connect(f"ws://127.0.0.1:{port_b}/ws/chat/?token={token}")
+        await c.send_json({"type": "subscribe", "session": session_id})
+        stored = await _events(c)
+        await c.close()
+        assert stored[-1]["message"] == first["message"]
+        text = "".join(e["content"] for e in stored if e["type"] == "token")
+        assert len(text.split()) == 200
         await a.close()
         await b.close()

@@ -189,3 +189,16 @@ def test_summarize_sessions_backfills_conversations_past_the_threshold(dev_llm, 
     assert (long.summary_until_id, long.summary_message_count) == (messages[3].pk, 4)
     assert short.summary == ""
     assert ChatSession.objects.filter(summary="").count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_stop_before_the_generation_first_runs_still_ends_it_as_stopped(dev_llm):
+    user = await engine.database_sync_to_async(UserFactory)()
+    reply = await engine.database_sync_to_async(services.reply_start)(user=user, content="Hi")
+    engine.start_generation(reply)
+    engine._generations[engine._key(reply.session.pk)].request_stop()  # before its first step
+    await engine.drain()
+
+    stored = await engine.database_sync_to_async(Message.objects.get)(pk=reply.assistant_message.pk)
+    assert (stored.status, stored.content) == ("stopped", "")
+    assert engine._key(reply.session.pk) not in engine._generations
