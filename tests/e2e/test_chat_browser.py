@@ -99,6 +99,7 @@ def test_model_conversation_knows_the_models_configuration(open_page):
     expect(reply).to_contain_text("Instrument: futures")
     group = page.locator(".group", has=page.locator(".group-title", has_text="Momentum Alpha"))
     expect(group.locator(".session-item")).to_have_count(1)
+    page.screenshot_to("model-conversation")
     assert page.problems == []
 
 
