@@ -10,6 +10,7 @@ from models_app.models import Model, Run
 from .exceptions import (
     ConversationNotFound,
     DomainError,
+    MessageNotFound,
     ModelNotFound,
     RunNotFound,
 )
@@ -156,6 +157,16 @@ def message_page(
     rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
     has_more = len(rows) > limit
     return rows[:limit][::-1], has_more
+
+
+def message_get(*, session: ChatSession, message_id) -> Message:
+    """Return one message of ``session``; any other id is not found."""
+    message = Message.objects.filter(
+        session=session, pk=parse_int_id(message_id, field="message")
+    ).first()
+    if message is None:
+        raise MessageNotFound()
+    return message
 
 
 SIDEBAR_PAGE = 30

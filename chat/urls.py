@@ -9,6 +9,11 @@ urlpatterns = [
     path("new", views.chat_new, name="new"),
     path("c/<uuid:session_id>", views.session_open, name="session"),
     path("c/<uuid:session_id>/messages", views.older_messages, name="older_messages"),
+    path(
+        "c/<uuid:session_id>/messages/<int:message_id>",
+        views.message_detail,
+        name="message",
+    ),
     path("c/<uuid:session_id>/rename", views.session_rename, name="rename"),
     path("c/<uuid:session_id>/pin", views.session_pin, name="pin"),
     path("c/<uuid:session_id>/archive", views.session_archive, name="archive"),

@@ -33,7 +33,7 @@ def domain_404(view):
         except NotFound:
             raise Http404("Not found.")
         except DomainError as exc:
-            if exc.field in {"session", "id", "model", "run", "before", "group"}:
+            if exc.field in {"session", "id", "model", "run", "message", "before", "group"}:
                 raise Http404(exc.message)
             raise
 
@@ -177,6 +177,16 @@ def older_messages(request, session_id):
         "chat/partials/_message_page.html",
         {"session": session, "messages": messages, "has_more": has_more},
     )
+
+
+@login_required
+@require_GET
+@domain_404
+def message_detail(request, session_id, message_id):
+    """Return one message as the page renders it (a reply that used tools, once done)."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    message = selectors.message_get(session=session, message_id=message_id)
+    return render(request, "chat/partials/_message.html", {"message": message})
 
 
 @login_required

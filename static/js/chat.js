@@ -230,14 +230,16 @@
       case "session":
         onSession(event);
         break;
-      case "status":
-        setStatusLine(
+      case "status": {
+        const bubble =
           (event.message && document.getElementById("msg-" + event.message)) ||
-            state.pending ||
-            list.querySelector(".msg-assistant.streaming"),
-          event.content,
-        );
+          state.pending ||
+          list.querySelector(".msg-assistant.streaming");
+        setStatusLine(bubble, event.content);
+        // A status means a tool ran: once done, the server's rendering lists the tools.
+        if (bubble) bubble.dataset.usedTools = "1";
         break;
+      }
       case "token":
         onToken(event);
         break;
@@ -321,6 +323,10 @@
     setBusy(false);
     scrollDown(false);
     if (wasStreaming) refreshSidebar();
+    if (bubble.dataset.usedTools && bubble.dataset.messageId && window.htmx) {
+      const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId;
+      window.htmx.ajax("GET", url, { target: bubble, swap: "outerHTML" });
+    }
   }
 
   function onError(event) {

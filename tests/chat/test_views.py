@@ -404,3 +404,16 @@ def test_a_different_user_does_not_see_my_sidebar(client_for, user):
     start(user, title="Private plans")
     stranger = client_for(UserFactory())
     assert "Private plans" not in stranger.get("/new").content.decode()
+
+
+def test_one_message_renders_alone_and_only_in_its_conversation(web, user, other_user):
+    session = start(user)
+    message = say(session, "**bold** answer", Message.Role.ASSISTANT)
+    html = web.get(f"/c/{session.pk}/messages/{message.pk}", **HTMX).content.decode()
+    assert f'id="msg-{message.pk}"' in html and "<strong>bold</strong>" in html
+    elsewhere = start(user)
+    assert web.get(f"/c/{elsewhere.pk}/messages/{message.pk}").status_code == 404
+    assert web.get(f"/c/{session.pk}/messages/{2**63}").status_code == 404
+    theirs = start(other_user)
+    their_message = say(theirs, "private")
+    assert web.get(f"/c/{theirs.pk}/messages/{their_message.pk}").status_code == 404

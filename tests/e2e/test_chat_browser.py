@@ -273,3 +273,45 @@ def test_stored_xss_stays_inert(open_page):
         page.reload()
         page.wait_for_load_state("networkidle")
     assert remote == []
+
+
+CREATE_RUN = """async ([modelId, token]) => {
+  const response = await fetch(`/api/models/${modelId}/runs/`, {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+    body: JSON.stringify({
+      status: "completed", starting_capital: "10000.00", ending_equity: "10450.00",
+      trades: [{symbol: "AAPL", side: "buy", quantity: "10", price: "150.00",
+                realized_pnl: "450.00"}],
+    }),
+  });
+  if (response.status !== 201) throw new Error(await response.text());
+  return (await response.json()).id;
+}"""
+
+
+def test_run_conversation_shows_the_run_and_the_tools_used(open_page):
+    page = open_page()
+    page.sign_up()
+    page.open("/models/new/")
+    page.fill("#id_name", "Runner")
+    page.click(".form-card button[type=submit]")
+    model_id = re.search(r"/models/(\d+)/", page.url).group(1)
+    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    run_id = page.evaluate(CREATE_RUN, [model_id, token])
+
+    page.reload()
+    expect(page.locator(".trades")).to_contain_text("AAPL")
+    page.click("text=Chat about this run")
+    page.wait_for_url(page.base + f"/m/{model_id}/runs/{run_id}/chat")
+    header = page.locator(".chat-header")
+    expect(header).to_contain_text("Completed")
+    expect(header).to_contain_text("P&L +$450.00")
+
+    page.send("Which trades did this run make in AAPL?")
+    page.wait_for_url(re.compile(rf"/c/{UUID}$"))
+    page.wait_idle()
+    reply = page.locator(".msg-assistant").last
+    expect(reply.locator(".msg-body")).to_contain_text("Here is what I found")
+    expect(reply.locator(".tools summary")).to_contain_text("get_trades")
+    assert page.problems == []
