@@ -216,7 +216,12 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             return
         # No engine answered: the reply is written by no live process, or has just ended.
         stream.waiting = False
-        state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
+        try:
+            state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
+        except Exception:
+            logger.exception("could not read the stored reply of %s", session_id)
+            await self._error("The reply could not be loaded; please retry.", session=session_id)
+            return
         if state is not None:
             await self._replay_stored(session_id, stream, state)
         await self._drain(stream)

@@ -24,7 +24,7 @@ from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connections, transaction
+from django.db import OperationalError, close_old_connections, connections, transaction
 
 from . import llm, prompting, selectors, services, tools
 from .models import ChatSession, Message
@@ -39,6 +39,7 @@ STALE_AFTER = 90.0
 RECOVERY_INTERVAL = 60.0
 MAX_TOOL_ROUNDS = 3
 FINISH_TIMEOUT = 10.0
+DB_ATTEMPTS = 6
 
 _generations: dict[str, "Generation"] = {}
 _tasks: set[asyncio.Task] = set()
@@ -65,7 +66,11 @@ def engine_group(session_id) -> str:
 
 def _read(func):
     # Pure reads may run on any thread: they do not need the write thread's ordering.
-    return sync_to_async(_closing(func), thread_sensitive=False)
+    return sync_to_async(_closing(_retrying(func)), thread_sensitive=False)
+
+
+def _write(func):
+    return database_sync_to_async(_retrying(func))
 
 
 def _closing(func):
@@ -79,7 +84,23 @@ def _closing(func):
     return wrapper
 
 
-_write = database_sync_to_async
+def _retrying(func):
+    """Retry a statement that met a lock (SQLite's "database is locked") a few times.
+
+    A reply's final write must not be lost to a momentary lock held by another writer.
+    """
+
+    def wrapper(*args, **kwargs):
+        for attempt in range(DB_ATTEMPTS):
+            try:
+                return func(*args, **kwargs)
+            except OperationalError:
+                if attempt == DB_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.02 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 def _spawn(coro, *, loop: asyncio.AbstractEventLoop | None = None) -> asyncio.Task:
@@ -221,7 +242,13 @@ class Generation:
         await layer.group_add(engine_group(self.session_id), channel)
         try:
             while True:
-                message = await layer.receive(channel)
+                try:
+                    message = await layer.receive(channel)
+                except Exception:
+                    # A broken connection to the layer must not end the reply itself.
+                    logger.warning("engine control receive failed", exc_info=True)
+                    await asyncio.sleep(0.5)
+                    continue
                 kind = message.get("type")
                 if kind == "engine.stop":
                     self.request_stop()

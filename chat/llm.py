@@ -7,12 +7,17 @@ real provider. Every upstream failure becomes ``LLMError`` with a reason people 
 
 import asyncio
 import json
+import logging
 import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import openai
 from django.conf import settings
+
+# The HTTP clients log every request at INFO: one line per reply would drown the log.
+for _name in ("httpx", "httpx2"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
 
 
 class LLMError(Exception):

@@ -17,6 +17,7 @@ from accounts.tokens import token_user
 
 from . import engine, services
 from .exceptions import DomainError, NotFound
+from .rendering import render_markdown
 
 ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
 
@@ -141,7 +142,7 @@ async def stream_view(request):
                             "type": "done",
                             "session": str(reply.session.pk),
                             "message": state["message"],
-                            "html": "",
+                            "html": render_markdown(state["content"]),
                             "usage": None,
                             "status": state["status"],
                         }

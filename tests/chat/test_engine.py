@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import OperationalError
 from django.db.backends import utils as db_utils
 
 from chat import engine, prompting, services, tools
@@ -34,7 +35,10 @@ def wait_for(predicate, timeout=10.0):
 
 
 def reply_status(message_id):
-    return Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+    try:
+        return Message.objects.filter(pk=message_id).values_list("status", flat=True).first()
+    except OperationalError:  # SQLite's shared in-memory test database: a writer holds it
+        return None
 
 
 @pytest.mark.django_db(transaction=True)
