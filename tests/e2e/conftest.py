@@ -144,8 +144,10 @@ def live_url(django_db_setup, django_db_blocker, e2e_llm):
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Chromium for one module: Playwright's sync API keeps an event loop running in this
+    thread while it is open, which the async tests of other modules must not inherit."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
