@@ -183,9 +183,14 @@ def older_messages(request, session_id):
 @require_GET
 @domain_404
 def message_detail(request, session_id, message_id):
-    """Return one message as the page renders it (a reply that used tools, once done)."""
+    """Return one message as the page renders it, or with ``?question=1`` the user message
+    it answers (a tab that sees a reply start elsewhere shows what it answers)."""
     session = selectors.session_get(user=request.user, session_id=session_id)
     message = selectors.message_get(session=session, message_id=message_id)
+    if request.GET.get("question"):
+        if message.reply_to_id is None:
+            raise Http404("This message answers no question.")
+        message = selectors.message_get(session=session, message_id=message.reply_to_id)
     return render(request, "chat/partials/_message.html", {"message": message})
 
 

@@ -163,7 +163,14 @@
       if (messageId !== undefined && messageId !== null) setMessageId(bubble, messageId);
       return bubble;
     }
-    return create ? makeBubble("assistant", messageId) : null;
+    if (!create) return null;
+    // A reply started elsewhere (another tab): show the question it answers above it.
+    const bubble = makeBubble("assistant", messageId);
+    if (messageId && state.session && window.htmx) {
+      const url = "/c/" + state.session + "/messages/" + messageId + "?question=1";
+      window.htmx.ajax("GET", url, { target: bubble, swap: "beforebegin" });
+    }
+    return bubble;
   }
 
   function setBody(bubble, text) {

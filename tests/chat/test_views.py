@@ -417,3 +417,20 @@ def test_one_message_renders_alone_and_only_in_its_conversation(web, user, other
     theirs = start(other_user)
     their_message = say(theirs, "private")
     assert web.get(f"/c/{theirs.pk}/messages/{their_message.pk}").status_code == 404
+
+
+def test_a_reply_can_show_the_question_it_answers(web, user):
+    reply = services.reply_start(user=user, content="what is *up*?")
+    url = f"/c/{reply.session.pk}/messages/{reply.assistant_message.pk}?question=1"
+    html = web.get(url, **HTMX).content.decode()
+    assert f'id="msg-{reply.user_message.pk}"' in html and "<em>up</em>" in html
+    question = f"/c/{reply.session.pk}/messages/{reply.user_message.pk}?question=1"
+    assert web.get(question).status_code == 404
+
+
+def test_error_pages_render_in_the_sites_look_without_a_request():
+    from django.template.loader import render_to_string
+
+    html = render_to_string("500.html")
+    assert "Something went wrong" in html and "/static/css/app.css" in html
+    assert_csp_safe(html)

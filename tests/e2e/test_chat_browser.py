@@ -126,8 +126,16 @@ def test_stop_keeps_the_partial_reply(open_page):
 def test_reload_mid_reply_resumes_and_a_second_tab_follows(open_page):
     page = open_page()
     page.sign_up()
-    page.send(f"Write at length {SLOW}")
+    page.send("A quick first question")
     page.wait_for_url(re.compile(rf"/c/{UUID}$"))
+    page.wait_idle()
+    # A tab already open on the conversation sees the next question and reply live.
+    watcher = open_page(context=page.context)
+    watcher.open(page.url.removeprefix(page.base))
+    expect(watcher.locator(".msg-assistant")).to_have_count(1)
+    page.send(f"Write at length {SLOW}")
+    expect(watcher.locator(".msg-user").last).to_contain_text("Write at length")
+    expect(watcher.locator(".msg-assistant.streaming .msg-body")).to_contain_text("deterministic")
     expect(page.locator(".msg-assistant .msg-body").last).to_contain_text("deterministic")
 
     page.reload()
@@ -146,8 +154,11 @@ def test_reload_mid_reply_resumes_and_a_second_tab_follows(open_page):
     expect(other.locator(".msg-assistant.streaming")).to_have_count(1)
     other.wait_idle(timeout=20_000)
     page.wait_idle(timeout=20_000)
+    watcher.wait_idle(timeout=20_000)
     final = page.locator(".msg-assistant .msg-body").last.inner_text()
     assert final == other.locator(".msg-assistant .msg-body").last.inner_text()
+    assert final == watcher.locator(".msg-assistant .msg-body").last.inner_text()
+    expect(watcher.locator(".msg-user")).to_have_count(2)
     assert final.count("Here is a deterministic reply.") == 1
     expect(page.locator(".msg-assistant").last).to_have_attribute("data-status", "complete")
     assert len(final.split()) > 250  # the whole reply (300 tokens), nothing lost or repeated
