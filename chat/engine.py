@@ -150,6 +150,7 @@ class Generation:
         self.last_save = time.monotonic()
         self.save_task: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
+        self.control_channel: str | None = None
         self.tools_used: list[dict] = []
         self.usage = llm.Usage()
         self.frames = 0
@@ -238,7 +239,7 @@ class Generation:
     async def control(self) -> None:
         """Answer stop and snapshot requests sent to the session's engine group."""
         layer = get_channel_layer()
-        channel = await layer.new_channel()
+        channel = self.control_channel = await layer.new_channel()
         await layer.group_add(engine_group(self.session_id), channel)
         try:
             while True:
@@ -250,6 +251,8 @@ class Generation:
                     await asyncio.sleep(0.5)
                     continue
                 kind = message.get("type")
+                if kind == "engine.close":
+                    return
                 if kind == "engine.stop":
                     self.request_stop()
                 elif kind == "engine.snapshot" and message.get("reply_channel"):
@@ -259,6 +262,19 @@ class Generation:
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.shield(layer.group_discard(engine_group(self.session_id), channel))
+
+    async def _close_control(self, controller: asyncio.Task) -> None:
+        """End the control loop by a message, not by cancelling its receive.
+
+        channels-redis shares one blocking pop among a process's receivers; cancelling
+        a receive at the wrong moment can drop a message meant for another channel.
+        """
+        if self.control_channel is not None and not controller.done():
+            with contextlib.suppress(Exception):
+                await get_channel_layer().send(self.control_channel, {"type": "engine.close"})
+                await asyncio.wait_for(asyncio.shield(controller), 2.0)
+        if not controller.done():
+            controller.cancel()
 
     def snapshot(self) -> dict:
         return {
@@ -293,7 +309,7 @@ class Generation:
         try:
             await self._finish(status, error, publisher)
         finally:
-            controller.cancel()
+            await self._close_control(controller)
             if _generations.get(_key(self.session_id)) is self:
                 del _generations[_key(self.session_id)]
         if status == Message.Status.COMPLETE:

@@ -109,12 +109,16 @@ def two_servers(redis_url, dev_llm_server, tmp_path):
 
 async def _events(ws, *, until=("done", "error"), timeout=15.0) -> list[dict]:
     events = []
-    async with asyncio.timeout(timeout):
-        while True:
-            event = json.loads(await ws.receive_str())
-            events.append(event)
-            if event["type"] in until:
-                return events
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                event = json.loads(await ws.receive_str())
+                events.append(event)
+                if event["type"] in until:
+                    return events
+    except TimeoutError:
+        kinds = [(e["type"], e.get("message"), e.get("offset")) for e in events]
+        raise AssertionError(f"no {until} event within {timeout} s; got {kinds}") from None
 
 
 async def test_reply_on_process_a_streams_live_to_process_b_and_b_can_stop(two_servers):
