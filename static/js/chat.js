@@ -435,6 +435,20 @@
     if (node && node.dataset.raw) send(node.dataset.raw);
   });
 
+  // Older messages go in above what is on screen: keep the view where it was.
+  let fromBottom = null;
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    if (target && target.classList && target.classList.contains("older-loader")) {
+      fromBottom = scroller.scrollHeight - scroller.scrollTop;
+    }
+  });
+  document.addEventListener("htmx:afterSwap", function () {
+    if (fromBottom === null) return;
+    scroller.scrollTop = scroller.scrollHeight - fromBottom;
+    fromBottom = null;
+  });
+
   refreshComposer();
   if (input && !state.readOnly && window.matchMedia("(min-width: 769px)").matches) input.focus();
   connect();

@@ -326,3 +326,43 @@ def test_run_conversation_shows_the_run_and_the_tools_used(open_page):
     expect(reply.locator(".msg-body")).to_contain_text("Here is what I found")
     expect(reply.locator(".tools summary")).to_contain_text("get_trades")
     assert page.problems == []
+
+
+IMPORT_LONG = """async ([token, count]) => {
+  const messages = [];
+  for (let i = 0; i < count; i++) {
+    const content = `line ${String(i).padStart(3, "0")}`;
+    messages.push({role: i % 2 ? "assistant" : "user", content});
+  }
+  const response = await fetch("/api/sessions/import/", {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+    body: JSON.stringify({format: "parlor.conversation", version: 1,
+                          conversation: {title: "Long history"}, messages}),
+  });
+  if (response.status !== 201) throw new Error(await response.text());
+  return (await response.json()).id;
+}"""
+
+
+def test_older_history_loads_on_scroll_up_and_keeps_the_view(open_page):
+    page = open_page()
+    page.sign_up()
+    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    session_id = page.evaluate(IMPORT_LONG, [token, 120])
+    page.open(f"/c/{session_id}")
+    messages = page.locator("#message-list .msg")
+    expect(messages).to_have_count(50)
+    expect(messages.last).to_contain_text("line 119")
+
+    for expected in (100, 120):
+        oldest = messages.first
+        oldest_id = oldest.get_attribute("id")
+        page.evaluate("document.getElementById('messages').scrollTop = 0")
+        expect(messages).to_have_count(expected)
+        # The message that was at the top is still in view: the page did not jump.
+        box = page.locator(f"#{oldest_id}").bounding_box()
+        view = page.locator("#messages").bounding_box()
+        assert view["y"] - 5 <= box["y"] <= view["y"] + view["height"], (box, view)
+    expect(messages.first).to_contain_text("line 000")
+    assert page.problems == []
