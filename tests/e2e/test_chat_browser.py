@@ -366,3 +366,30 @@ def test_older_history_loads_on_scroll_up_and_keeps_the_view(open_page):
         assert view["y"] - 5 <= box["y"] <= view["y"] + view["height"], (box, view)
     expect(messages.first).to_contain_text("line 000")
     assert page.problems == []
+
+
+IMPORT_MANY = """async ([token, count]) => {
+  for (let i = 0; i < count; i++) {
+    const response = await fetch("/api/sessions/import/", {
+      method: "POST",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+      body: JSON.stringify({format: "parlor.conversation", version: 1,
+                            conversation: {title: `Imported ${i}`},
+                            messages: [{role: "user", content: "hi"}]}),
+    });
+    if (response.status !== 201) throw new Error(await response.text());
+  }
+}"""
+
+
+def test_sidebar_loads_more_conversations_on_scroll(open_page):
+    page = open_page(height=600)
+    page.sign_up()
+    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    page.evaluate(IMPORT_MANY, [token, 35])
+    page.open("/new")
+    items = page.locator('[data-group="general"] .session-item')
+    expect(items).to_have_count(30)
+    page.locator(".more-loader").scroll_into_view_if_needed()
+    expect(items).to_have_count(35)
+    expect(page.locator(".more-loader")).to_have_count(0)
