@@ -13,7 +13,11 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.auth import TokenAuthMiddlewareStack  # noqa: E402
+from chat.engine import ensure_recovery  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
+
+# Replies left `streaming` by a crashed process are marked interrupted from start-up on.
+ensure_recovery()
 
 application = ProtocolTypeRouter(
     {
