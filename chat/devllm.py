@@ -120,13 +120,27 @@ def _summary_reply(messages: list[dict]) -> str:
     return "Summary of the conversation so far: the user asked about " + "; ".join(points) + "."
 
 
-def _default_reply(seed_text: str, tokens: int) -> str:
-    """Return a deterministic Markdown reply of exactly ``tokens`` stream tokens."""
+def _default_reply(seed_text: str, tokens: int, question: str = "") -> str:
+    """Return a deterministic Markdown reply of exactly ``tokens`` stream tokens.
+
+    It quotes the question and says what this model can do, so the offline demo reads
+    as an answer; deterministic filler makes up the requested length.
+    """
     seed = int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16)
     words = [WORDS[(seed + i * 7) % len(WORDS)] for i in range(max(tokens, 4))]
     middle = len(words) // 2
+    quote = " ".join(HINT.sub("", question).replace("*", "").replace("`", "").split())
+    if len(quote) > 80:
+        quote = quote[:79].rstrip() + "…"
+    intro = (
+        (f"You asked: *{quote}*. " if quote else "")
+        + "I am Parlor's built-in development model, answering offline and the same way "
+        "every time. Ask me *what this model is configured for* in a model conversation, "
+        "or about its *trades*, *positions* or *summary* in a run conversation.\n\n"
+    )
     text = (
         "**Here is a deterministic reply.**\n\n"
+        + intro
         + " ".join(words[:middle])
         + "\n\n- "
         + " ".join(words[middle:])
@@ -185,7 +199,7 @@ def compose(body: dict, config: DevConfig) -> tuple[dict, dict]:
             return {"tool_call": call}, options
     if "configur" in last_user.lower():
         return {"text": _configuration_reply(system)}, options
-    return {"text": _default_reply(last_user + system, options["tokens"])}, options
+    return {"text": _default_reply(last_user + system, options["tokens"], last_user)}, options
 
 
 def _prompt_tokens(body: dict) -> int:
