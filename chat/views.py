@@ -301,7 +301,8 @@ def session_rename(request, session_id):
         request,
         "chat/partials/_rename_form.html",
         {"session": session, "error": error},
-        status=400 if error else 200,
+        # htmx swaps only 2xx answers: the form with its error must be one of them.
+        status=400 if error and not request.htmx else 200,
     )
 
 
