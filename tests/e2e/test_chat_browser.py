@@ -393,3 +393,21 @@ def test_sidebar_loads_more_conversations_on_scroll(open_page):
     page.locator(".more-loader").scroll_into_view_if_needed()
     expect(items).to_have_count(35)
     expect(page.locator(".more-loader")).to_have_count(0)
+
+
+def test_a_failed_reply_shows_its_reason_and_can_be_retried(open_page):
+    page = open_page()
+    page.sign_up()
+    page.send("This will break [dev:fault=die]")
+    error = page.locator(".msg-assistant .msg-error")
+    expect(error).to_have_count(1)
+    expect(error.get_by_role("button", name="Retry")).to_be_visible()
+    page.wait_idle()
+
+    error.get_by_role("button", name="Retry").click()
+    expect(page.locator(".msg-user")).to_have_count(2)
+    expect(page.locator(".msg-user").last).to_contain_text("This will break")
+    expect(page.locator(".msg-assistant .msg-error")).to_have_count(2)
+
+    page.reload()
+    expect(page.locator(".msg-assistant[data-status=error] [data-retry]")).to_have_count(2)
