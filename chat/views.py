@@ -94,7 +94,7 @@ def sidebar_context(user, *, archived: bool = False) -> dict:
     return {"groups": groups, "archived": archived}
 
 
-def _chat_page(request, *, session=None, model=None, run=None, status=200):
+def _chat_page(request, *, session=None, model=None, run=None):
     """Render the chat page: a stored conversation, or an ephemeral one (no row yet)."""
     messages, has_more, streaming_id = [], False, None
     if session is not None:
@@ -114,7 +114,7 @@ def _chat_page(request, *, session=None, model=None, run=None, status=200):
         "current_id": str(session.pk) if session else "",
         **sidebar_context(request.user),
     }
-    return render(request, "chat/chat.html", context, status=status)
+    return render(request, "chat/chat.html", context)
 
 
 @login_required
