@@ -44,6 +44,8 @@ def main() -> int:
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
     (out / "latest.json").write_text(json.dumps(results, indent=2))
+    if streaming is not None:
+        print("\nStreaming summary\n" + streaming.summary(results["streaming"]))
     return 0
 
 
