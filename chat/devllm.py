@@ -27,9 +27,9 @@ TICKER = re.compile(r"\b[A-Z]{2,5}\b")
 TITLE_MARK = "reply with only a short title"
 SUMMARY_MARK = "summarize the conversation"
 WORDS_TEXT = (
-    "the quick answer is that a steady plan beats a clever one and small risks add up over "
-    "time so keep notes test ideas on paper first measure what happened and adjust the plan "
-    "when the data says so rather than when the mood does"
+    "A steady plan beats a clever one. Small risks add up over time, so keep notes, test "
+    "ideas on paper first, measure what happened, and adjust the plan when the data says so "
+    "rather than when the mood does."
 )
 WORDS = WORDS_TEXT.split(" ")
 
@@ -126,14 +126,17 @@ def _default_reply(seed_text: str, tokens: int, question: str = "") -> str:
     It quotes the question and says what this model can do, so the offline demo reads
     as an answer; deterministic filler makes up the requested length.
     """
+    # The filler reads as sentences; which one it starts at depends on the prompt.
     seed = int(hashlib.sha256(seed_text.encode()).hexdigest()[:8], 16)
-    words = [WORDS[(seed + i * 7) % len(WORDS)] for i in range(max(tokens, 4))]
+    starts = [0] + [i + 1 for i, word in enumerate(WORDS) if word.endswith(".")][:-1]
+    start = starts[seed % len(starts)]
+    words = [WORDS[(start + i) % len(WORDS)] for i in range(max(tokens, 4))]
     middle = len(words) // 2
     quote = " ".join(HINT.sub("", question).replace("*", "").replace("`", "").split())
     if len(quote) > 80:
         quote = quote[:79].rstrip() + "…"
     intro = (
-        (f"You asked: *{quote}*. " if quote else "")
+        (f"You asked: *{quote}*\n\n" if quote else "")
         + "I am Parlor's built-in development model, answering offline and the same way "
         "every time. Ask me *what this model is configured for* in a model conversation, "
         "or about its *trades*, *positions* or *summary* in a run conversation.\n\n"
