@@ -83,7 +83,10 @@ def database_config(url: str, *, pool: bool) -> dict:
         options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
     elif engine == "django.db.backends.postgresql" and pool:
         # Under ASGI every sync_to_async thread would otherwise open its own connection.
-        options.setdefault("pool", {"min_size": 2, "max_size": 40, "timeout": 10})
+        options.setdefault(
+            "pool",
+            {"min_size": 2, "max_size": env.int("DB_POOL_MAX_SIZE", default=20), "timeout": 10},
+        )
     return config
 
 
@@ -172,6 +175,8 @@ REST_FRAMEWORK = {
 # Per-user rate limits of the REST API ("<count>/<second|minute|hour|day>").
 THROTTLE_MESSAGES = env("THROTTLE_MESSAGES", default="30/min")
 THROTTLE_TOKENS = env("THROTTLE_TOKENS", default="10/min")
+# Seconds between sweeps marking replies a dead process left streaming; 0 disables.
+RECOVERY_INTERVAL = env.float("PARLOR_RECOVERY_INTERVAL", default=60.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parlor API",
     "DESCRIPTION": "Conversations with an AI assistant: general, per model, per run.",
