@@ -14,7 +14,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
-from . import engine, selectors, services
+from . import engine, ratelimit, selectors, services
 from .exceptions import DomainError
 from .models import Message
 from .rendering import render_markdown
@@ -113,6 +113,11 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         return kind
 
     async def _on_send(self, frame):
+        try:
+            await database_sync_to_async(ratelimit.check_send_rate)(user_id=self.user.pk)
+        except ratelimit.RateLimited as exc:
+            await self._error(exc.message, session=frame.get("session"), code=exc.code)
+            return
         reply = await database_sync_to_async(services.reply_start)(
             user=self.user,
             content=frame["content"],

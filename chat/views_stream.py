@@ -15,8 +15,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.tokens import token_user
 
-from . import engine, services
+from . import engine, ratelimit, services
 from .exceptions import DomainError, NotFound
+from .models import Message
 from .rendering import render_markdown
 
 ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
@@ -89,6 +90,12 @@ async def stream_view(request):
     data, failure = _parse(request.body)
     if failure is not None:
         return failure
+    try:
+        await database_sync_to_async(ratelimit.check_send_rate)(user_id=user.pk)
+    except ratelimit.RateLimited as exc:
+        response = _error(429, exc.code, exc.message)
+        response["Retry-After"] = str(exc.retry_after)
+        return response
     try:
         reply = await database_sync_to_async(services.reply_start)(
             user=user,

@@ -3,7 +3,9 @@
 import hashlib
 
 from django.conf import settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+
+from chat.ratelimit import RateLimited, check_send_rate
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):
@@ -20,16 +22,23 @@ class _SettingsRateThrottle(SimpleRateThrottle):
         self.num_requests, self.duration = self.parse_rate(self.rate)
 
 
-class MessageSendThrottle(_SettingsRateThrottle):
-    """Sending messages: per authenticated user."""
+class MessageSendThrottle(BaseThrottle):
+    """Sending messages: per authenticated user, the budget the WebSocket and SSE share."""
 
-    scope = "messages"
-    setting_name = "THROTTLE_MESSAGES"
+    retry_after: int | None = None
 
-    def get_cache_key(self, request, view):
+    def allow_request(self, request, view):
         if not request.user or not request.user.is_authenticated:
-            return None
-        return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
+            return True
+        try:
+            check_send_rate(user_id=request.user.pk)
+        except RateLimited as exc:
+            self.retry_after = exc.retry_after
+            return False
+        return True
+
+    def wait(self):
+        return self.retry_after
 
 
 class TokenIssueThrottle(_SettingsRateThrottle):
