@@ -64,7 +64,9 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
     # Client frames -------------------------------------------------------------------
 
     async def receive(self, text_data=None, bytes_data=None):
-        limit = settings.MAX_MESSAGE_CHARS + FRAME_MARGIN
+        # JSON escaping can make each character up to six (\uXXXX): bound the raw frame
+        # loosely; services.check_message_content enforces the real length limit.
+        limit = 6 * settings.MAX_MESSAGE_CHARS + FRAME_MARGIN
         raw = text_data if text_data is not None else bytes_data
         if raw is None or len(raw) > limit:
             await self._error(f"The frame is larger than {limit:,} characters.")
