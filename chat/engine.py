@@ -21,7 +21,6 @@ import time
 import uuid
 
 from asgiref.sync import SyncToAsync, async_to_sync, sync_to_async
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import OperationalError, close_old_connections, connections, transaction
@@ -70,7 +69,12 @@ def _read(func):
 
 
 def _write(func):
-    return database_sync_to_async(_retrying(func))
+    """Run an engine write on a pool thread, not on the shared thread-sensitive one.
+
+    One slow write (a busy SQLite, an exhausted PostgreSQL pool) must not stall every
+    other stream and socket of the process; a generation awaits its own writes in order.
+    """
+    return sync_to_async(_closing(_retrying(func)), thread_sensitive=False)
 
 
 def _closing(func):
@@ -79,7 +83,8 @@ def _closing(func):
         try:
             return func(*args, **kwargs)
         finally:
-            close_old_connections()
+            # Pool threads live on: give the connection back rather than keep one per thread.
+            connections.close_all()
 
     return wrapper
 
@@ -94,8 +99,8 @@ def _retrying(func):
         for attempt in range(DB_ATTEMPTS):
             try:
                 return func(*args, **kwargs)
-            except OperationalError:
-                if attempt == DB_ATTEMPTS - 1:
+            except OperationalError as exc:
+                if attempt == DB_ATTEMPTS - 1 or services.is_pool_timeout(exc):
                     raise
                 time.sleep(0.02 * (attempt + 1))
         raise AssertionError("unreachable")

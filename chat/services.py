@@ -42,6 +42,22 @@ PREVIEW_CHARS = 200
 TITLE_MAX_CHARS = 200
 CLIENT_ID_MAX_CHARS = 64
 CONFLICT_ATTEMPTS = 8
+# A live reply is written at least every engine.HEARTBEAT_INTERVAL (10 s); a streaming
+# row untouched for twice that has no live writer (its process died).
+ABANDONED_AFTER = 20.0
+
+
+def is_pool_timeout(exc: BaseException) -> bool:
+    """Return whether ``exc`` is (or wraps) psycopg_pool's PoolTimeout.
+
+    Waiting for a pooled connection again only makes the queue longer: not a conflict.
+    """
+    seen = 0
+    while exc is not None and seen < 5:
+        if type(exc).__name__ == "PoolTimeout":
+            return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
 
 
 def _retry_on_conflict(func):
@@ -58,7 +74,11 @@ def _retry_on_conflict(func):
             try:
                 return func(*args, **kwargs)
             except (IntegrityError, OperationalError) as exc:
-                if attempt == CONFLICT_ATTEMPTS or transaction.get_connection().in_atomic_block:
+                if (
+                    attempt == CONFLICT_ATTEMPTS
+                    or transaction.get_connection().in_atomic_block
+                    or is_pool_timeout(exc)
+                ):
                     raise
                 logger.info("retrying %s after %s (attempt %d)", func.__name__, exc, attempt)
                 time.sleep(random.uniform(0.005, 0.02) * attempt)
