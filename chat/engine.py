@@ -150,6 +150,7 @@ class Generation:
         self.closed = False
         self.started = False
         self.stopping = False
+        self.deleted = False
         self.finishing = False
         self.last_frame = 0.0
         self.last_save = time.monotonic()
@@ -259,6 +260,7 @@ class Generation:
                 if kind == "engine.close":
                     return
                 if kind == "engine.stop":
+                    self.deleted = self.deleted or bool(message.get("deleted"))
                     self.request_stop()
                 elif kind == "engine.snapshot" and message.get("reply_channel"):
                     if self.finishing:
@@ -381,8 +383,9 @@ class Generation:
             "prompt_tokens": self.usage.prompt_tokens,
             "completion_tokens": self.usage.completion_tokens,
         }
+        stored = True
         try:
-            await _write(services.reply_finish)(
+            stored = await _write(services.reply_finish)(
                 message_id=self.message_id,
                 content=content,
                 status=status,
@@ -394,7 +397,11 @@ class Generation:
             self.writes += 1
         except Exception:
             logger.exception("could not save the end of message %s", self.message_id)
-        if status == Message.Status.ERROR:
+        if self.deleted or not stored:
+            # The message was deleted, or another process already ended it (and said so):
+            # a `done` now would describe a message the tabs no longer have.
+            pass
+        elif status == Message.Status.ERROR:
             self.emit(
                 {
                     "type": "error",
@@ -562,6 +569,36 @@ async def astop_generation(*, user, session_id) -> bool:
         return False
     await _group_send(engine_group(session.pk), {"type": "engine.stop"})
     return True
+
+
+def _stop_deleted_here(session_ids) -> None:
+    for session_id in session_ids:
+        generation = _generations.get(_key(session_id))
+        if generation is not None and not generation.finishing:
+            generation.deleted = True
+            generation.request_stop()
+
+
+async def _astop_deleted(session_ids) -> None:
+    for session_id in session_ids:
+        generation = _generations.get(_key(session_id))
+        if generation is not None:
+            generation.loop.call_soon_threadsafe(_stop_deleted_here, [session_id])
+        else:
+            # Maybe written by another process sharing the channel layer.
+            await _group_send(engine_group(session_id), {"type": "engine.stop", "deleted": True})
+
+
+def stop_deleted(*, session_ids) -> None:
+    """Stop the replies of deleted sessions, wherever they are written; tell no tab."""
+    try:
+        async_to_sync(_astop_deleted)(list(session_ids))
+    except RuntimeError:
+        # Called on a thread running an event loop: stop this process's generations only.
+        for session_id in session_ids:
+            generation = _generations.get(_key(session_id))
+            if generation is not None:
+                generation.loop.call_soon_threadsafe(_stop_deleted_here, [session_id])
 
 
 def stop_generation(*, user, session_id) -> bool:

@@ -300,19 +300,35 @@ def conversation_update(
     return selectors.session_get(user=user, session_id=session_id)
 
 
+def _stop_generations_on_commit(session_ids: list) -> None:
+    """Once the deletion commits, stop the replies still being written in those sessions."""
+    if not session_ids:
+        return
+
+    def stop():
+        from . import engine  # the engine imports this module
+
+        engine.stop_deleted(session_ids=session_ids)
+
+    transaction.on_commit(stop)
+
+
 def conversation_delete(*, user, session_id) -> None:
-    """Delete a conversation and its messages."""
+    """Delete a conversation and its messages, stopping a reply in flight."""
     session = selectors.session_get(user=user, session_id=session_id)
+    pk = session.pk
     with transaction.atomic():
         session.delete()
+        _stop_generations_on_commit([pk])
 
 
 def conversation_delete_all(*, user) -> int:
     """Delete every conversation of ``user``; return how many there were."""
     with transaction.atomic():
-        count = ChatSession.objects.for_user(user).count()
-        ChatSession.objects.for_user(user).delete()
-    return count
+        ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
+        ChatSession.objects.filter(pk__in=ids).delete()
+        _stop_generations_on_commit(ids)
+    return len(ids)
 
 
 def conversations_delete_empty(*, older_than: timedelta, dry_run: bool = False) -> int:
