@@ -4,6 +4,7 @@ The same events as the WebSocket, each as ``data: {json}``. The reply is written
 engine, not by this response: a client that goes away does not stop it.
 """
 
+import asyncio
 import json
 
 from asgiref.sync import sync_to_async
@@ -21,6 +22,9 @@ from .models import Message
 from .rendering import render_markdown
 
 ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
+# Seconds of silence before a ``: ping`` comment (keeps proxies from closing the stream)
+# and a look at the stored reply (so a lost ``done`` cannot hang the stream forever).
+KEEPALIVE_INTERVAL = 15.0
 
 
 def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
@@ -79,6 +83,53 @@ def _sse(event: dict) -> bytes:
     return f"data: {json.dumps(event)}\n\n".encode()
 
 
+def _stored_end(session_id, state: dict) -> list[dict]:
+    """Return the events that replay a final stored reply: its text, then done or error."""
+    session = str(session_id)
+    events = [
+        {
+            "type": "token",
+            "session": session,
+            "message": state["message"],
+            "content": state["content"],
+            "offset": 0,
+        }
+    ]
+    if state["status"] == Message.Status.ERROR:
+        events.append(
+            {
+                "type": "error",
+                "session": session,
+                "message": state["message"],
+                "error": state["error"] or "The reply failed.",
+            }
+        )
+    else:
+        events.append(
+            {
+                "type": "done",
+                "session": session,
+                "message": state["message"],
+                "html": render_markdown(state["content"]),
+                "usage": None,
+                "status": state["status"],
+            }
+        )
+    return events
+
+
+async def _final_state(session_id, message_id) -> dict | None:
+    """Return the stored reply ``message_id`` if it is final (ending it if abandoned)."""
+    state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
+    if state is None or state["message"] != message_id:
+        return None
+    if state["status"] == Message.Status.STREAMING:
+        if not await engine.afinish_abandoned(session_id=session_id):
+            return None
+        state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
+    return state if state["status"] != Message.Status.STREAMING else None
+
+
 @csrf_exempt  # checked in _authenticate for session auth; bearer tokens need none
 async def stream_view(request):
     """Store the message and stream the reply as text/event-stream."""
@@ -120,6 +171,7 @@ async def stream_view(request):
     message_id = reply.assistant_message.pk if reply.assistant_message else None
 
     async def events():
+        receiving = None
         try:
             yield _sse(
                 {
@@ -130,37 +182,35 @@ async def stream_view(request):
                     "message": message_id,
                 }
             )
+            if message_id is None:
+                return  # a duplicate of a message that never got a reply: nothing to wait for
             if reply.duplicate:
-                state = await database_sync_to_async(engine.reply_state)(
-                    session_id=reply.session.pk
-                )
-                if state is not None and state["status"] != "streaming":
-                    yield _sse(
-                        {
-                            "type": "token",
-                            "session": str(reply.session.pk),
-                            "message": state["message"],
-                            "content": state["content"],
-                            "offset": 0,
-                        }
-                    )
-                    yield _sse(
-                        {
-                            "type": "done",
-                            "session": str(reply.session.pk),
-                            "message": state["message"],
-                            "html": render_markdown(state["content"]),
-                            "usage": None,
-                            "status": state["status"],
-                        }
-                    )
+                state = await _final_state(reply.session.pk, message_id)
+                if state is not None:
+                    for event in _stored_end(reply.session.pk, state):
+                        yield _sse(event)
                     return
             while True:
-                event = (await layer.receive(channel))["event"]
+                # One receive at a time, never cancelled while waiting: cancelling a
+                # channels-redis receive can drop another channel's message.
+                receiving = receiving or asyncio.ensure_future(layer.receive(channel))
+                done, _ = await asyncio.wait({receiving}, timeout=KEEPALIVE_INTERVAL)
+                if not done:
+                    yield b": ping\n\n"
+                    state = await _final_state(reply.session.pk, message_id)
+                    if state is not None:
+                        for event in _stored_end(reply.session.pk, state):
+                            yield _sse(event)
+                        return
+                    continue
+                event = receiving.result()["event"]
+                receiving = None
                 yield _sse(event)
                 if event["type"] in ("done", "error") and event.get("message") == message_id:
                     return
         finally:
+            if receiving is not None:
+                receiving.cancel()
             await layer.group_discard(group, channel)
 
     response = StreamingHttpResponse(events(), content_type="text/event-stream")
