@@ -1,7 +1,9 @@
 """The engine from sync code, its bounded writes and frames, prompting, tools, commands."""
 
+import asyncio
 import json
 import time
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -83,7 +85,7 @@ async def test_a_long_reply_is_coalesced_and_saved_a_bounded_number_of_times(dev
 
     def counting(self, sql, params, many, executor):
         if sql.lstrip().upper().startswith(("UPDATE", "INSERT")):
-            writes.append(sql)
+            writes.append((sql, list(params or ())))
         return original(self, sql, params, many, executor)
 
     monkeypatch.setattr(db_utils.CursorWrapper, "_execute_with_wrappers", counting)
@@ -105,9 +107,24 @@ async def test_a_long_reply_is_coalesced_and_saved_a_bounded_number_of_times(dev
     assert len(frames) < 200
     # reply_start (2 inserts, 2 session updates), one save per SAVE_INTERVAL, the finish
     # (message + session), the title: bounded by time, not by the 400 tokens.
-    message_writes = [w for w in writes if "chat_message" in w]
+    # Only this session's writes (another test's background work may still be writing):
+    # those naming the session, or updating its messages (the id ends the parameters).
+    session_id = uuid.UUID(events[0]["session"])
+    ids = {events[0]["message"], events[0]["user_message"]}
+    forms = {session_id, session_id.hex, str(session_id)}
+
+    def ours(params):
+        return any(isinstance(p, str | uuid.UUID) and p in forms for p in params) or any(
+            type(p) is int and p in ids for p in params[-2:]
+        )
+
+    mine = [sql for sql, params in writes if ours(params)]
+    message_writes = [sql for sql in mine if "chat_message" in sql]
+    assert len(message_writes) >= 3  # the two inserts and the finish at least
     assert len(message_writes) <= 2 + elapsed / engine.SAVE_INTERVAL + 2
-    assert len(writes) <= 12
+    # Plus the session updates (2 at the start, 1 at the finish), the title and the
+    # summary check: a handful on top of the message writes, whatever the elapsed time.
+    assert len(mine) <= len(message_writes) + 6
 
 
 @pytest.mark.django_db
