@@ -229,6 +229,13 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
             logger.exception("could not read the stored reply of %s", session_id)
             await self._error("The reply could not be loaded; please retry.", session=session_id)
             return
+        if (
+            state is not None
+            and state["status"] == Message.Status.STREAMING
+            and await engine.afinish_abandoned(session_id=session_id)
+        ):
+            # Left streaming by a dead process: now ended as interrupted.
+            state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
         if state is not None:
             await self._replay_stored(session_id, stream, state)
         await self._drain(stream)

@@ -33,9 +33,11 @@ logger = logging.getLogger(__name__)
 
 FRAME_INTERVAL = 0.04
 SAVE_INTERVAL = 1.5
-HEARTBEAT_INTERVAL = 20.0
-STALE_AFTER = 90.0
-RECOVERY_INTERVAL = 60.0
+# A live reply writes at least every HEARTBEAT_INTERVAL seconds; a streaming row not
+# written for ABANDONED_AFTER (twice that, services.py) has no live writer, and the sweep
+# marks rows after STALE_AFTER. Keep HEARTBEAT_INTERVAL well below both.
+HEARTBEAT_INTERVAL = 10.0
+STALE_AFTER = 45.0
 MAX_TOOL_ROUNDS = 3
 FINISH_TIMEOUT = 10.0
 DB_ATTEMPTS = 6
@@ -486,6 +488,8 @@ def _launch(reply: services.Reply, loop: asyncio.AbstractEventLoop) -> None:
     current = _generations.get(key)
     if current is not None and not current.finishing:
         return
+    for message_id in reply.interrupted:
+        _spawn(_send_interrupted(reply.session.pk, message_id), loop=loop)
     generation = Generation(reply, loop)
     _generations[key] = generation
     generation.task = _spawn(generation.run(), loop=loop)
@@ -553,10 +557,39 @@ def _streaming_message_id(*, session_id) -> int | None:
     )
 
 
+async def _send_interrupted(session_id, message_id: int) -> None:
+    await _send_event(
+        session_id,
+        {
+            "type": "error",
+            "session": str(session_id),
+            "message": message_id,
+            "error": "interrupted",
+        },
+    )
+
+
+async def afinish_abandoned(*, session_id) -> bool:
+    """End as interrupted a streaming reply that no live process writes; return if one was.
+
+    A reply this process writes is alive. One written elsewhere heartbeats at least every
+    HEARTBEAT_INTERVAL, so a row untouched for services.ABANDONED_AFTER has no writer.
+    Open tabs get an ``error`` event.
+    """
+    generation = _generations.get(_key(session_id))
+    if generation is not None and not generation.finishing:
+        return False
+    ended = await _write(services.replies_interrupt_abandoned)(session_id=session_id)
+    for message_id in ended:
+        await _send_interrupted(session_id, message_id)
+    return bool(ended)
+
+
 async def astop_generation(*, user, session_id) -> bool:
     """Stop the reply in flight in a session, in whichever process writes it.
 
-    Return whether one was in flight. Raise NotFound for another user's session.
+    Return whether one was in flight. Raise NotFound for another user's session. A reply
+    no live process writes is ended as interrupted here.
     """
     session = await _read(selectors.session_get)(user=user, session_id=session_id)
     generation = _generations.get(_key(session.pk))
@@ -567,6 +600,8 @@ async def astop_generation(*, user, session_id) -> bool:
         return True
     if await _read(_streaming_message_id)(session_id=session.pk) is None:
         return False
+    if await afinish_abandoned(session_id=session.pk):
+        return True
     await _group_send(engine_group(session.pk), {"type": "engine.stop"})
     return True
 
@@ -631,19 +666,38 @@ def reply_state(*, session_id) -> dict | None:
     }
 
 
+async def _send_all_interrupted(rows) -> None:
+    for message_id, session_id in rows:
+        await _send_interrupted(session_id, message_id)
+
+
 def recover_interrupted() -> int:
-    """Mark replies whose writer stopped saving (a crashed process) as interrupted."""
+    """Mark replies whose writer stopped saving (a crashed process) as interrupted.
+
+    Open tabs of those conversations get an ``error`` event. Return how many were marked.
+    """
     try:
-        return services.replies_mark_interrupted(stale_after=STALE_AFTER)
+        rows = services.replies_interrupt(stale_after=STALE_AFTER)
     finally:
         connections.close_all()
+    if rows:
+        try:
+            async_to_sync(_send_all_interrupted)(rows)
+        except Exception:
+            logger.warning("could not announce %d interrupted replies", len(rows), exc_info=True)
+    return len(rows)
 
 
 def ensure_recovery() -> None:
-    """Start, once per process, the sweep that marks crashed processes' replies."""
+    """Start, once per process, the sweep that marks crashed processes' replies.
+
+    Every ``settings.RECOVERY_INTERVAL`` seconds; 0 disables it (the test settings: tests
+    call ``recover_interrupted`` themselves, so no sweep races them).
+    """
     global _recovery_started
+    interval = float(getattr(settings, "RECOVERY_INTERVAL", 60))
     with _recovery_lock:
-        if _recovery_started or RECOVERY_INTERVAL <= 0:
+        if _recovery_started or interval <= 0:
             return
         _recovery_started = True
 
@@ -655,7 +709,7 @@ def ensure_recovery() -> None:
                     logger.warning("marked %d interrupted replies", count)
             except Exception as exc:
                 logger.debug("interrupted-reply sweep failed: %s", exc)
-            time.sleep(RECOVERY_INTERVAL)
+            time.sleep(interval)
 
     threading.Thread(target=sweep, name="parlor-recovery", daemon=True).start()
 

@@ -425,6 +425,8 @@ class Reply:
     session_created: bool
     duplicate: bool
     first_message: bool
+    # Replies abandoned by a dead process that this send marked interrupted.
+    interrupted: tuple[int, ...] = ()
 
 
 @_retry_on_conflict
@@ -482,6 +484,7 @@ def reply_start(
             if previous is not None:
                 reply = getattr(previous, "reply", None)
                 return Reply(session, previous, reply, False, True, False)
+        interrupted = replies_interrupt_abandoned(session_id=session.pk)
         if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
             raise GenerationInProgress()
         if not session.is_active or session.archived:
@@ -506,7 +509,9 @@ def reply_start(
             at=now + timezone.timedelta(microseconds=1),
         )
     session.refresh_from_db()
-    return Reply(session, user_message, assistant_message, created, False, first_message)
+    return Reply(
+        session, user_message, assistant_message, created, False, first_message, tuple(interrupted)
+    )
 
 
 def reply_save_progress(*, message_id: int, content: str) -> None:
@@ -560,8 +565,27 @@ def reply_finish(
     return True
 
 
-def replies_mark_interrupted(*, stale_after: float | None = None) -> int:
-    """Mark replies left ``streaming`` by a crash as errors, keeping what was saved.
+def replies_interrupt_abandoned(*, session_id, older_than: float = ABANDONED_AFTER) -> list[int]:
+    """Finish as interrupted the replies of a session no live process writes; return them.
+
+    A reply not written for ``older_than`` seconds has no writer (a live one heartbeats),
+    so it is ended as an error, keeping its saved content.
+    """
+    cutoff = timezone.now() - timezone.timedelta(seconds=older_than)
+    rows = Message.objects.filter(
+        session_id=session_id, status=Message.Status.STREAMING, updated_at__lt=cutoff
+    ).values_list("pk", "content")
+    return [
+        pk
+        for pk, content in rows
+        if reply_finish(
+            message_id=pk, content=content, status=Message.Status.ERROR, error="interrupted"
+        )
+    ]
+
+
+def replies_interrupt(*, stale_after: float | None = None) -> list[tuple[int, str]]:
+    """Mark replies left ``streaming`` by a crash as errors; return (message, session) pairs.
 
     With ``stale_after`` only replies not saved for that many seconds are marked: several
     server processes share one database and a live reply saves (or heartbeats) often.
@@ -569,4 +593,14 @@ def replies_mark_interrupted(*, stale_after: float | None = None) -> int:
     qs = Message.objects.filter(status=Message.Status.STREAMING)
     if stale_after is not None:
         qs = qs.filter(updated_at__lt=timezone.now() - timezone.timedelta(seconds=stale_after))
-    return qs.update(status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now())
+    with transaction.atomic():
+        rows = list(qs.select_for_update().values_list("pk", "session_id"))
+        Message.objects.filter(
+            pk__in=[pk for pk, _ in rows], status=Message.Status.STREAMING
+        ).update(status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now())
+    return [(pk, str(session_id)) for pk, session_id in rows]
+
+
+def replies_mark_interrupted(*, stale_after: float | None = None) -> int:
+    """Mark replies left ``streaming`` by a crash as errors; return how many."""
+    return len(replies_interrupt(stale_after=stale_after))

@@ -373,3 +373,151 @@ async def test_unauthenticated_socket_is_rejected():
     connected, code = await communicator.connect()
     assert not connected
     assert code == 4401
+
+
+@database_sync_to_async
+def abandoned_reply(user, *, content="half a rep", seconds=60):
+    """A conversation whose reply a dead process left streaming ``seconds`` ago."""
+    session = ChatSessionFactory(user=user)
+    question = MessageFactory(session=session, role="user", content="Question?")
+    old = timezone.now() - timezone.timedelta(seconds=seconds)
+    reply = MessageFactory(
+        session=session,
+        role="assistant",
+        content=content,
+        status="streaming",
+        reply_to=question,
+        updated_at=old,
+    )
+    return session, reply
+
+
+async def test_subscribe_to_a_reply_no_live_process_writes_ends_it_as_interrupted():
+    user = await make(UserFactory)
+    session, reply = await abandoned_reply(user)
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "subscribe", "session": str(session.pk)})
+    events = await receive_until(socket, timeout=5)
+    await finish(socket)
+
+    assert tokens_text(events) == "half a rep"
+    assert (events[-1]["type"], events[-1]["message"], events[-1]["error"]) == (
+        "error",
+        reply.pk,
+        "interrupted",
+    )
+    row = (await messages_of(session.pk))[-1]
+    assert (row.status, row.error, row.content) == ("error", "interrupted", "half a rep")
+
+
+async def test_stop_of_an_abandoned_reply_ends_it():
+    user = await make(UserFactory)
+    session, reply = await abandoned_reply(user)
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "stop", "session": str(session.pk)})
+    await asyncio.sleep(0.3)  # no engine answers; no snapshot timeout or sweep involved
+    await finish(socket)
+    row = (await messages_of(session.pk))[-1]
+    assert (row.status, row.error, row.content) == ("error", "interrupted", "half a rep")
+
+
+async def test_send_after_an_abandoned_reply_is_accepted_and_the_old_one_errors(dev_llm):
+    user = await make(UserFactory)
+    session, reply = await abandoned_reply(user)
+    recent_session, _ = await abandoned_reply(user, seconds=1)
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "send", "session": str(session.pk), "content": "Again"})
+    events = await receive_until(socket, types=("done",), timeout=5)
+    # A reply written a second ago may be alive elsewhere: still in progress.
+    await socket.send_json_to({"type": "send", "session": str(recent_session.pk), "content": "x"})
+    busy = json.loads(await socket.receive_from(timeout=3))
+    await finish(socket)
+
+    errors = [e for e in events if e["type"] == "error"]
+    assert [(e["message"], e["error"]) for e in errors] == [(reply.pk, "interrupted")]
+    assert events[-1]["type"] == "done"
+    old, *_ = [m for m in await messages_of(session.pk) if m.pk == reply.pk]
+    assert (old.status, old.content) == ("error", "half a rep")
+    assert busy["code"] == "generation_in_progress"
+
+
+async def test_recovery_sweep_tells_open_tabs_about_the_replies_it_marks():
+    user = await make(UserFactory)
+    session, _ = await abandoned_reply(user, content="done before")
+    await database_sync_to_async(Message.objects.filter(session=session).update)(status="complete")
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "subscribe", "session": str(session.pk)})
+    await receive_until(socket)  # the stored reply, then done
+    old = timezone.now() - timezone.timedelta(seconds=engine.STALE_AFTER + 5)
+    stale = await make(
+        MessageFactory, session=session, role="assistant", status="streaming", updated_at=old
+    )
+    assert await database_sync_to_async(engine.recover_interrupted)() == 1
+    event = (await receive_until(socket, types=("error",), timeout=3))[-1]
+    await finish(socket)
+    assert (event["message"], event["error"]) == (stale.pk, "interrupted")
+
+
+def test_a_live_reply_heartbeats_well_within_the_abandoned_and_stale_limits():
+    from chat import services
+
+    assert 2 * engine.HEARTBEAT_INTERVAL <= services.ABANDONED_AFTER < engine.STALE_AFTER <= 45
+
+
+async def test_websocket_sends_are_rate_limited_with_a_readable_error(dev_llm, settings):
+    from django.core.cache import cache
+
+    settings.THROTTLE_MESSAGES = "1/min"
+    await database_sync_to_async(cache.clear)()
+    user = await make(UserFactory)
+    before = await counts()
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "send", "content": "one"})
+    first = await receive_until(socket)
+    await socket.send_json_to({"type": "send", "session": first[0]["session"], "content": "two"})
+    refused = json.loads(await socket.receive_from(timeout=3))
+    await finish(socket)
+
+    assert first[-1]["type"] == "done"
+    assert (refused["type"], refused["code"]) == ("error", "rate_limited")
+    assert "too fast" in refused["error"]
+    assert await counts() == (before[0] + 1, before[1] + 2)
+
+
+async def test_a_message_of_quotes_and_newlines_just_under_the_limit_is_accepted(dev_llm, settings):
+    user = await make(UserFactory)
+    content = ('print("a\\tb")\n' * settings.MAX_MESSAGE_CHARS)[: settings.MAX_MESSAGE_CHARS - 10]
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "send", "content": content})
+    events = await receive_until(socket)
+    await socket.send_json_to({"type": "send", "content": content + '"' * 11})
+    too_long = json.loads(await socket.receive_from(timeout=3))
+    await finish(socket)
+
+    assert events[0]["type"] == "session" and events[-1]["type"] == "done"
+    assert (await messages_of(events[0]["session"]))[0].content == content
+    assert too_long["code"] == "message_too_long"
+
+
+async def test_deleting_a_conversation_mid_reply_stops_its_generation(dev_llm):
+    from chat import services
+
+    user = await make(UserFactory)
+    socket = await open_socket(user)
+    disconnects = dev_llm.stats.disconnects
+    await socket.send_json_to(
+        {"type": "send", "content": "Go on [dev:tokens=3000] [dev:token_ms=3]"}
+    )
+    head = await receive_until(socket, types=("token",))
+    session_id = head[0]["session"]
+    await database_sync_to_async(services.conversation_delete)(user=user, session_id=session_id)
+    await engine.drain(5)
+    tail = []
+    while not await socket.receive_nothing(timeout=0.2):
+        tail.append(json.loads(await socket.receive_from()))
+    await finish(socket)
+
+    assert engine._key(session_id) not in engine._generations
+    assert [e for e in tail if e["type"] == "done"] == []
+    assert dev_llm.stats.disconnects == disconnects + 1
+    assert await messages_of(session_id) == []

@@ -7,9 +7,11 @@ import uuid
 from decimal import Decimal
 
 import pytest
+from channels.db import database_sync_to_async
 from django.core.management import call_command
 from django.db import OperationalError
 from django.db.backends import utils as db_utils
+from django.utils import timezone
 
 from chat import engine, prompting, services, tools
 from chat.exceptions import ConversationNotFound
@@ -89,7 +91,7 @@ async def test_a_long_reply_is_coalesced_and_saved_a_bounded_number_of_times(dev
         return original(self, sql, params, many, executor)
 
     monkeypatch.setattr(db_utils.CursorWrapper, "_execute_with_wrappers", counting)
-    user = await engine.database_sync_to_async(UserFactory)()
+    user = await database_sync_to_async(UserFactory)()
     socket = await open_socket(user)
     writes.clear()
     started = time.monotonic()
@@ -214,12 +216,157 @@ def test_summarize_sessions_backfills_conversations_past_the_threshold(dev_llm, 
 
 @pytest.mark.django_db(transaction=True)
 async def test_a_stop_before_the_generation_first_runs_still_ends_it_as_stopped(dev_llm):
-    user = await engine.database_sync_to_async(UserFactory)()
-    reply = await engine.database_sync_to_async(services.reply_start)(user=user, content="Hi")
+    user = await database_sync_to_async(UserFactory)()
+    reply = await database_sync_to_async(services.reply_start)(user=user, content="Hi")
     engine.start_generation(reply)
     engine._generations[engine._key(reply.session.pk)].request_stop()  # before its first step
     await engine.drain()
 
-    stored = await engine.database_sync_to_async(Message.objects.get)(pk=reply.assistant_message.pk)
+    stored = await database_sync_to_async(Message.objects.get)(pk=reply.assistant_message.pk)
     assert (stored.status, stored.content) == ("stopped", "")
     assert engine._key(reply.session.pk) not in engine._generations
+
+
+def test_a_pool_timeout_is_not_retried_but_a_lock_is():
+    import psycopg_pool
+
+    calls = []
+
+    @services._retry_on_conflict
+    def exhausted():
+        calls.append(1)
+        try:
+            raise psycopg_pool.PoolTimeout("couldn't get a connection after 10.00 sec")
+        except psycopg_pool.PoolTimeout as exc:
+            raise OperationalError(str(exc)) from exc
+
+    with pytest.raises(OperationalError):
+        exhausted()
+    assert len(calls) == 1
+
+    @services._retry_on_conflict
+    def locked_once():
+        calls.append(2)
+        if calls.count(2) == 1:
+            raise OperationalError("database is locked")
+        return "ok"
+
+    assert locked_once() == "ok"
+    assert calls.count(2) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_reply_completes_while_the_thread_sensitive_executor_is_stuck(dev_llm):
+    from asgiref.sync import sync_to_async
+
+    user = await sync_to_async(UserFactory, thread_sensitive=False)()
+    reply = await sync_to_async(services.reply_start, thread_sensitive=False)(
+        user=user, content="Hi [dev:tokens=20]"
+    )
+    # A slow ORM call holds the one thread-sensitive thread (say, a write in a busy timeout).
+    stuck = asyncio.ensure_future(database_sync_to_async(time.sleep)(4))
+    await asyncio.sleep(0.05)
+    engine.start_generation(reply)
+    started = time.monotonic()
+    await asyncio.wait_for(engine._generations[engine._key(reply.session.pk)].task, 3)
+    elapsed = time.monotonic() - started
+    status = await sync_to_async(reply_status, thread_sensitive=False)(reply.assistant_message.pk)
+    await stuck
+    await engine.drain()
+    assert status == "complete"
+    assert elapsed < 3
+
+
+def sse_events(chunks: list[bytes]) -> tuple[list[dict], int]:
+    """Return the data events of an SSE body and how many ``: ping`` comments it had."""
+    events, pings = [], 0
+    for block in b"".join(chunks).decode().strip().split("\n\n"):
+        if block == ": ping":
+            pings += 1
+        else:
+            assert block.startswith("data: "), block
+            events.append(json.loads(block[6:]))
+    return events, pings
+
+
+async def sse_post(body, user):
+    from django.test import AsyncClient
+
+    from accounts.tokens import token_issue
+
+    raw, _ = await database_sync_to_async(token_issue)(user=user)
+    return await AsyncClient().post(
+        "/api/chat/stream",
+        data=json.dumps(body),
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_pings_when_idle_and_ends_when_the_stored_reply_is_final(dev_llm, monkeypatch):
+    monkeypatch.setattr("chat.views_stream.KEEPALIVE_INTERVAL", 0.2)
+    user = await database_sync_to_async(UserFactory)()
+    # A reply whose engine is elsewhere and whose `done` never reaches this stream.
+    reply = await database_sync_to_async(services.reply_start)(
+        user=user, content="Hi", client_id="lost"
+    )
+    response = await sse_post({"message": "Hi", "client_id": "lost"}, user)
+    assert response.status_code == 200
+
+    async def end_quietly():
+        await asyncio.sleep(0.5)
+        await database_sync_to_async(services.reply_finish)(
+            message_id=reply.assistant_message.pk, content="All done.", status="complete"
+        )
+
+    ender = asyncio.ensure_future(end_quietly())
+    chunks = await asyncio.wait_for(_collect(response), 5)
+    await ender
+    events, pings = sse_events(chunks)
+    assert pings >= 1
+    assert [e["type"] for e in events] == ["session", "token", "done"]
+    assert events[1]["content"] == "All done."
+
+
+async def _collect(response) -> list[bytes]:
+    return [chunk async for chunk in response.streaming_content]
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_duplicate_of_an_abandoned_reply_ends_with_an_error_not_a_hang(dev_llm):
+    user = await database_sync_to_async(UserFactory)()
+    reply = await database_sync_to_async(services.reply_start)(
+        user=user, content="Hi", client_id="dead"
+    )
+    old = timezone.now() - timezone.timedelta(minutes=1)
+    await database_sync_to_async(Message.objects.filter(pk=reply.assistant_message.pk).update)(
+        updated_at=old, content="partial"
+    )
+    response = await sse_post({"message": "Hi", "client_id": "dead"}, user)
+    events, _ = sse_events(await asyncio.wait_for(_collect(response), 5))
+
+    assert [e["type"] for e in events] == ["session", "token", "error"]
+    assert (events[1]["content"], events[2]["error"]) == ("partial", "interrupted")
+    stored = await database_sync_to_async(Message.objects.get)(pk=reply.assistant_message.pk)
+    assert (stored.status, stored.error) == ("error", "interrupted")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_sse_shares_the_send_budget_with_the_websocket_and_answers_429(dev_llm, settings):
+    from django.core.cache import cache
+
+    settings.THROTTLE_MESSAGES = "1/min"
+    await database_sync_to_async(cache.clear)()
+    user = await database_sync_to_async(UserFactory)()
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "send", "content": "over the socket"})
+    assert (await receive_until(socket))[-1]["type"] == "done"
+    await finish(socket)
+    before = await database_sync_to_async(Message.objects.count)()
+
+    response = await sse_post({"message": "over SSE"}, user)
+    assert response.status_code == 429
+    assert json.loads(response.content)["error"]["code"] == "rate_limited"
+    assert int(response["Retry-After"]) >= 1
+    assert await database_sync_to_async(Message.objects.count)() == before
