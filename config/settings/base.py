@@ -143,7 +143,7 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.RationedInMemoryChannelLayer"}}
 
 # The LLM (SPEC 5). Without LLM_BASE_URL the built-in development LLM is used.
 LLM_BASE_URL = env("LLM_BASE_URL", default="")
