@@ -1,18 +1,21 @@
 """The per-user rate of sending messages, one budget shared by REST, WebSocket and SSE.
 
-A fixed window counted in Django's cache (LocMem, or Redis shared by every process):
-``cache.add`` + ``cache.incr`` are atomic, so concurrent sends cannot overshoot.
+A fixed window counted in Django's cache (LocMem, or Redis shared by every process).
+``parse_rate`` and ``count_hit`` also serve the sign-in limit in accounts/throttling.py.
 """
 
 import math
+import re
 import time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
 
 from .exceptions import DomainError
 
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_RATE = re.compile(r"^(\d+)/(\d*)\s*([smhd])[a-z]*$")
 
 
 class RateLimited(DomainError):
@@ -24,9 +27,25 @@ class RateLimited(DomainError):
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
-    """Return (requests, seconds) of a rate such as ``"30/min"``."""
-    count, _, period = rate.partition("/")
-    return int(count), PERIODS[period.strip()[:1].lower()]
+    """Return (requests, seconds) of a rate such as ``"30/min"``, ``"10/5min"`` or ``"20/h"``."""
+    match = _RATE.match(rate.strip().lower())
+    if not match:
+        raise ImproperlyConfigured(f"A rate must look like '30/min' or '10/5min', not {rate!r}.")
+    count, multiplier, unit = match.groups()
+    return int(count), int(multiplier or 1) * PERIODS[unit]
+
+
+def count_hit(key: str, *, window: int) -> int:
+    """Count one hit on ``key`` in the cache and return the count; the key lives ``window`` s.
+
+    ``cache.add`` + ``cache.incr`` are atomic, so concurrent hits cannot be lost.
+    """
+    cache.add(key, 0, timeout=window)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.add(key, 1, timeout=window)
+        return 1
 
 
 def check_send_rate(*, user_id) -> None:
@@ -37,12 +56,6 @@ def check_send_rate(*, user_id) -> None:
     limit, period = parse_rate(rate)
     now = time.time()
     window = int(now // period)
-    key = f"parlor:send-rate:{user_id}:{period}:{window}"
-    cache.add(key, 0, timeout=period + 1)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.add(key, 1, timeout=period + 1)
-        count = 1
+    count = count_hit(f"parlor:send-rate:{user_id}:{period}:{window}", window=period + 1)
     if count > limit:
         raise RateLimited(max(1, math.ceil((window + 1) * period - now)))
