@@ -55,7 +55,8 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         self.streams: dict[str, _Stream] = {}
         self.groups_joined: set[str] = set()
         engine.ensure_recovery()
-        await self.accept()
+        # A client authenticating by subprotocol (chat.auth) is answered with "parlor".
+        await self.accept(subprotocol=self.scope.get("accept_subprotocol"))
 
     async def disconnect(self, code):
         for group in getattr(self, "groups_joined", ()):

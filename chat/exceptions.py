@@ -1,9 +1,14 @@
-"""Domain errors. Every transport turns them into its own error shape; none is a 500."""
+"""Domain errors. Every transport turns them into its own error shape; none is a 500.
+
+Each error names its HTTP ``status`` and stable ``code`` here, once: REST answers with
+them, SSE too, and the WebSocket's ``error`` event carries the same ``code``.
+"""
 
 
 class DomainError(Exception):
     """A request the domain refuses; ``code`` is stable, the message is for people."""
 
+    status = 400
     code = "invalid"
     default_message = "The request is not valid."
 
@@ -16,6 +21,7 @@ class DomainError(Exception):
 class NotFound(DomainError):
     """Unknown or someone else's object; both answer the same (invariant 6)."""
 
+    status = 404
     code = "not_found"
     default_message = "Not found."
 
@@ -58,5 +64,6 @@ class ConversationReadOnly(DomainError):
 
 
 class GenerationInProgress(DomainError):
+    status = 409
     code = "generation_in_progress"
     default_message = "A reply is still being written in this conversation."

@@ -19,6 +19,7 @@ _RATE = re.compile(r"^(\d+)/(\d*)\s*([smhd])[a-z]*$")
 
 
 class RateLimited(DomainError):
+    status = 429
     code = "rate_limited"
 
     def __init__(self, retry_after: int):

@@ -17,7 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.tokens import token_user
 
 from . import engine, ratelimit, services
-from .exceptions import DomainError, NotFound
+from .exceptions import DomainError
 from .models import Message
 from .rendering import render_markdown
 
@@ -156,12 +156,9 @@ async def stream_view(request):
             run_id=data.get("run"),
             client_id=data.get("client_id"),
         )
-    except NotFound as exc:
-        return _error(404, exc.code, exc.message)
     except DomainError as exc:
-        status = 409 if exc.code == "generation_in_progress" else 400
-        fields = {exc.field: exc.message} if exc.field else None
-        return _error(status, exc.code, exc.message, fields)
+        fields = {exc.field: exc.message} if exc.field and exc.status == 400 else None
+        return _error(exc.status, exc.code, exc.message, fields)
 
     layer = get_channel_layer()
     channel = await layer.new_channel()

@@ -6,11 +6,11 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, serializers, status
+from rest_framework import exceptions, serializers
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from chat.exceptions import DomainError, NotFound
+from chat.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -83,10 +83,14 @@ def exception_handler(exc, context):
     """Turn every expected error into the API's error shape; anything else stays a 500."""
     headers = {}
     if isinstance(exc, DomainError):
-        code = status.HTTP_404_NOT_FOUND if isinstance(exc, NotFound) else 400
-        fields = {exc.field: [exc.message]} if exc.field and code == 400 else None
+        fields = {exc.field: [exc.message]} if exc.field and exc.status == 400 else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after:
+            headers["Retry-After"] = str(retry_after)
         set_rollback()
-        return Response(error_body(exc.code, exc.message, fields), status=code)
+        return Response(
+            error_body(exc.code, exc.message, fields), status=exc.status, headers=headers
+        )
     if isinstance(exc, DjangoValidationError):
         if hasattr(exc, "error_dict"):
             fields = {name: list(messages) for name, messages in exc.message_dict.items()}

@@ -149,10 +149,10 @@ def test_over_long_message_is_400_with_the_limit(api, session, settings):
     assert not Message.objects.exists()
 
 
-def test_second_message_while_a_reply_streams_is_400(api, session):
+def test_second_message_while_a_reply_streams_is_409(api, session):
     url = f"/api/sessions/{session.pk}/messages/"
     assert api.post(url, {"content": "one"}, format="json").status_code == 202
-    assert_error(api.post(url, {"content": "two"}, format="json"), 400, "generation_in_progress")
+    assert_error(api.post(url, {"content": "two"}, format="json"), 409, "generation_in_progress")
     assert Message.objects.count() == 2
 
 
