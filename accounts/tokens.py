@@ -1,6 +1,11 @@
-"""Bearer tokens for the REST API and the WebSocket (``?token=``)."""
+"""Bearer tokens for the REST API, SSE and the WebSocket.
+
+One parser for the ``Authorization`` header (``bearer_token``) and one lookup
+(``token_user``) serve every door, so a token reads the same everywhere.
+"""
 
 import hashlib
+import re
 import secrets
 from datetime import timedelta
 
@@ -8,6 +13,28 @@ from django.conf import settings
 from django.utils import timezone
 
 from .models import ApiToken, User
+
+# RFC 6750's b64token: what a token may be made of (ours are URL-safe base64).
+_TOKEN_CHARS = r"[A-Za-z0-9._~+/-]+=*"
+TOKEN = re.compile(_TOKEN_CHARS, re.ASCII)
+# ``Bearer <token>``: the scheme in any case, one or more spaces, nothing else.
+_BEARER = re.compile(rf"bearer +({_TOKEN_CHARS})", re.ASCII | re.IGNORECASE)
+MAX_TOKEN_CHARS = 200
+
+
+def bearer_token(header_value: str | bytes | None) -> str | None:
+    """Return the token of an ``Authorization: Bearer <token>`` value, else None.
+
+    None when the header is absent, names another scheme, or is malformed (no token, more
+    than one, characters a token cannot hold): every door then treats the request as
+    carrying no token.
+    """
+    if header_value is None:
+        return None
+    if isinstance(header_value, bytes):
+        header_value = header_value.decode("latin-1")  # HTTP header bytes
+    match = _BEARER.fullmatch(header_value.strip(" \t"))
+    return match.group(1) if match else None
 
 
 def _digest(raw: str) -> str:
@@ -26,8 +53,12 @@ def token_issue(*, user: User) -> tuple[str, ApiToken]:
 
 
 def token_user(raw: str) -> User | None:
-    """Return the active user a valid, unexpired token belongs to, or None."""
-    if not raw or len(raw) > 200:
+    """Return the active user a valid, unexpired token belongs to, or None.
+
+    A value that cannot be a token (empty, too long, other characters) is refused
+    without a query.
+    """
+    if not isinstance(raw, str) or len(raw) > MAX_TOKEN_CHARS or not TOKEN.fullmatch(raw):
         return None
     token = (
         ApiToken.objects.select_related("user")

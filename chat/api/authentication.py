@@ -1,27 +1,23 @@
 """``Authorization: Bearer <token>`` for the REST API, backed by accounts.tokens."""
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
-from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 
-from accounts.tokens import token_user
+from accounts.tokens import bearer_token, token_user
 
 
 class BearerTokenAuthentication(BaseAuthentication):
-    """Authenticate a request by a bearer token issued at ``POST /api/auth/token/``."""
+    """Authenticate a request by a bearer token issued at ``POST /api/auth/token/``.
 
-    keyword = b"bearer"
+    A header ``bearer_token`` cannot read counts as no token (as on SSE and the WebSocket):
+    the session may still authenticate, and without one the answer is 401.
+    """
 
     def authenticate(self, request):
-        parts = get_authorization_header(request).split()
-        if not parts or parts[0].lower() != self.keyword:
+        raw = bearer_token(request.META.get("HTTP_AUTHORIZATION"))
+        if raw is None:
             return None
-        if len(parts) != 2:
-            raise AuthenticationFailed("The Authorization header must be 'Bearer <token>'.")
-        try:
-            raw = parts[1].decode("ascii")
-        except UnicodeDecodeError:
-            raise AuthenticationFailed("The token is not valid.")
         user = token_user(raw)
         if user is None:
             raise AuthenticationFailed("The token is not valid or has expired.")
