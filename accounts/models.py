@@ -1,13 +1,61 @@
-from django.contrib.auth.models import AbstractUser
+import unicodedata
+
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
+
+
+def username_key(username: str) -> str:
+    """Return the form two usernames share when they must count as one (NFKC, casefolded).
+
+    ``ALICE``, ``alice`` and fullwidth ``ａｌｉｃｅ`` all give ``alice``.
+    """
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", username).casefold())
+
+
+class ParlorUserManager(UserManager):
+    def get_by_natural_key(self, username):
+        """Find a user by any spelling of their username that has the same key.
+
+        Sign-in, ``createsuperuser``'s "already taken" check and fixtures all go through here.
+        """
+        if not isinstance(username, str):
+            raise self.model.DoesNotExist
+        return self.get(username_key=username_key(username))
 
 
 class User(AbstractUser):
     """A person who chats; custom from the first migration so it can grow later."""
 
+    # Unique in the database: usernames are unique case-insensitively after NFKC, on
+    # SQLite as on PostgreSQL (whose LOWER() is locale-bound and SQLite's ASCII-only).
+    username_key = models.TextField(unique=True, editable=False)
+
+    objects = ParlorUserManager()
+
     class Meta(AbstractUser.Meta):
         swappable = "AUTH_USER_MODEL"
+
+    def save(self, *args, **kwargs):
+        # A derived column kept in step with the username on every save, whichever door
+        # (sign-up, admin, createsuperuser, shell) saved it.
+        self.username_key = username_key(self.username)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "username" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "username_key"}
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        """Normalize the username (NFKC) and refuse one that another user has in any case."""
+        super().clean()
+        if not isinstance(self.username, str) or not self.username:
+            return
+        clash = User.objects.filter(username_key=username_key(self.username))
+        if self.pk is not None:
+            clash = clash.exclude(pk=self.pk)
+        if clash.exists():
+            raise ValidationError({"username": self.unique_error_message(User, ["username"])})
 
 
 class ApiToken(models.Model):
