@@ -1,3 +1,4 @@
+from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.views import LoginView
 from django.shortcuts import redirect, render
@@ -7,43 +8,53 @@ from . import throttling
 from .forms import SignupForm
 
 
+def _too_many(form, *, what: str, retry_after: int) -> None:
+    form.errors.clear()
+    form.add_error(None, f"Too many {what}. Try again in {max(1, retry_after // 60)} minute(s).")
+
+
 @require_http_methods(["GET", "POST"])
 def signup(request):
-    """Create an account and sign the new user in."""
+    """Create an account and sign the new user in; tries are limited per address and name."""
     if request.user.is_authenticated:
         return redirect("/")
     form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        user = form.save()
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect("/")
+    if request.method == "POST":
+        blocked = throttling.attempt(
+            "signup",
+            settings.SIGNUP_ATTEMPTS,
+            username=request.POST.get("username", ""),
+            address=throttling.client_address(request),
+        )
+        if blocked:
+            _too_many(form, what="sign-up attempts", retry_after=blocked)
+            response = render(request, "accounts/signup.html", {"form": form}, status=429)
+            response["Retry-After"] = str(blocked)
+            return response
+        if form.is_valid():
+            user = form.save()
+            login(request, user)
+            return redirect("/")
     return render(request, "accounts/signup.html", {"form": form})
 
 
 class ThrottledLoginView(LoginView):
-    """Django's sign-in, paused after too many failures for one username and address."""
+    """Django's sign-in, paused after too many failures for the username or the address.
+
+    accounts.backends counts the failures; this view only says why the form is refused.
+    """
 
     redirect_authenticated_user = True
 
     def post(self, request, *args, **kwargs):
-        who = {
-            "username": request.POST.get("username", "")[:150],
-            "address": request.META.get("REMOTE_ADDR", ""),
-        }
-        blocked = throttling.login_blocked_for(**who)
+        blocked = throttling.login_blocked_for(
+            username=request.POST.get("username", ""),
+            address=throttling.client_address(request),
+        )
         if blocked:
             form = self.get_form()
-            form.errors.clear()
-            form.add_error(
-                None,
-                f"Too many failed sign-ins. Try again in {max(1, blocked // 60)} minute(s).",
-            )
+            _too_many(form, what="failed sign-ins", retry_after=blocked)
             response = self.render_to_response(self.get_context_data(form=form), status=429)
             response["Retry-After"] = str(blocked)
             return response
-        response = super().post(request, *args, **kwargs)
-        if response.status_code == 302:
-            throttling.login_succeeded(**who)
-        else:
-            throttling.login_failed(**who)
-        return response
+        return super().post(request, *args, **kwargs)

@@ -1,25 +1,13 @@
-"""Per-user rate limits; rates come from settings (THROTTLE_MESSAGES, THROTTLE_TOKENS)."""
+"""Rate limits of the REST API, counted by chat/ratelimit.py and accounts/throttling.py.
 
-import hashlib
+Rates come from settings at request time (THROTTLE_MESSAGES, THROTTLE_TOKENS, LOGIN_ATTEMPTS).
+"""
 
 from django.conf import settings
-from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
 
+from accounts import throttling
 from chat.ratelimit import RateLimited, check_send_rate
-
-
-class _SettingsRateThrottle(SimpleRateThrottle):
-    """Read the rate from settings at request time, so operators and tests can change it."""
-
-    setting_name = ""
-
-    def get_rate(self):
-        return getattr(settings, self.setting_name)
-
-    def __init__(self):
-        # SimpleRateThrottle parses the rate once here; re-read it per request instead.
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
 
 
 class MessageSendThrottle(BaseThrottle):
@@ -41,19 +29,26 @@ class MessageSendThrottle(BaseThrottle):
         return self.retry_after
 
 
-class TokenIssueThrottle(_SettingsRateThrottle):
-    """Issuing tokens: per username asked for (the caller is not signed in yet)."""
+class TokenIssueThrottle(BaseThrottle):
+    """Issuing tokens is signing in: per username asked for and per address.
 
-    scope = "tokens"
-    setting_name = "THROTTLE_TOKENS"
+    Refused while the sign-in limit holds either (the same failures the sign-in page
+    counts), and past THROTTLE_TOKENS tries of either.
+    """
 
-    def get_cache_key(self, request, view):
+    retry_after: int | None = None
+
+    def allow_request(self, request, view):
         data = request.data
         username = data.get("username") if isinstance(data, dict) else None
-        if not isinstance(username, str) or not username:
-            ident = f"addr:{self.get_ident(request)}"
-        else:
-            # Hashed: any text may be sent as a username, and cache keys must stay safe.
-            digest = hashlib.sha256(username.strip().lower().encode()).hexdigest()
-            ident = f"user:{digest}"
-        return self.cache_format % {"scope": self.scope, "ident": ident}
+        who = {
+            "username": username if isinstance(username, str) else "",
+            "address": throttling.client_address(request),
+        }
+        self.retry_after = throttling.login_blocked_for(**who) or throttling.attempt(
+            "token-issue", settings.THROTTLE_TOKENS, **who
+        )
+        return not self.retry_after
+
+    def wait(self):
+        return self.retry_after

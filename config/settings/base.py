@@ -101,8 +101,14 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Every sign-in door (page, API token, admin) counts failures here (accounts/throttling.py).
+AUTHENTICATION_BACKENDS = ["accounts.backends.ThrottledModelBackend"]
 LOGIN_URL = "login"
+# Failed sign-ins allowed per username (any address) and per address (any username).
 LOGIN_ATTEMPTS = env("LOGIN_ATTEMPTS", default="10/5min")
+LOGIN_ATTEMPTS_PER_ADDRESS = env("LOGIN_ATTEMPTS_PER_ADDRESS", default="30/5min")
+# Sign-up tries allowed per address and per username asked for.
+SIGNUP_ATTEMPTS = env("SIGNUP_ATTEMPTS", default="10/h")
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "login"
 
