@@ -1,11 +1,14 @@
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth import login
+from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import LoginView
+from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
-from . import throttling
-from .forms import SignupForm
+from . import services, throttling
+from .forms import PasswordChangeForm, SignupForm
 
 
 def _too_many(form, *, what: str, retry_after: int) -> None:
@@ -58,3 +61,29 @@ class ThrottledLoginView(LoginView):
             response["Retry-After"] = str(blocked)
             return response
         return super().post(request, *args, **kwargs)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def password_change(request):
+    """Change the password; other browser sessions and every API token stop working."""
+    form = PasswordChangeForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            revoked = services.password_change(
+                user=request.user,
+                old_password=form.cleaned_data["old_password"],
+                new_password=form.cleaned_data["new_password1"],
+                request=request,
+            )
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error("new_password1" if field == "new_password" else field, errors)
+        else:
+            messages.success(
+                request,
+                "Your password was changed. Your other sessions are signed out"
+                + (f" and {revoked} API token(s) revoked." if revoked else "."),
+            )
+            return redirect("password_change")
+    return render(request, "accounts/password_change.html", {"form": form})

@@ -5,6 +5,7 @@ from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
 
+from accounts import api as accounts
 from chat.api import views as chat
 from models_app import api as models
 
@@ -17,6 +18,7 @@ def not_found(request, rest=""):
 
 urlpatterns = [
     path("auth/token/", chat.TokenView.as_view(), name="api-token"),
+    path("me/password/", accounts.PasswordChangeView.as_view(), name="api-me-password"),
     path("sessions/", chat.SessionListView.as_view(), name="api-sessions"),
     path("sessions/active/", chat.SessionActiveView.as_view(), name="api-session-active"),
     path("sessions/delete-all/", chat.SessionDeleteAllView.as_view(), name="api-delete-all"),
