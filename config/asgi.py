@@ -10,9 +10,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from chat.auth import TokenAuthMiddlewareStack  # noqa: E402
+from chat.auth import SameOriginValidator, TokenAuthMiddlewareStack  # noqa: E402
 from chat.engine import ensure_recovery  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
@@ -22,7 +21,7 @@ ensure_recovery()
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             TokenAuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
     }
