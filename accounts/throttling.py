@@ -91,8 +91,9 @@ def _blocked_for(counters) -> int:
 def attempt(action: str, rate: str, *, username: str, address: str) -> int:
     """Count one try of ``action``; return how many seconds to wait instead (0: go ahead).
 
-    ``rate`` applies to the username and to the address separately; a refused try is not
-    counted.
+    ``rate`` applies to the username and to the address separately. A refused try is not
+    counted, so one that a busy address is refused costs the username nothing (tries in
+    flight at once may pass the limit by their number).
     """
     counters = _counters(
         action, username=username, address=address, user_rate=rate, address_rate=rate

@@ -93,6 +93,13 @@ def test_a_real_uvicorn_logs_no_token_value(tmp_path):
                 time.sleep(0.2)
         with connect(f"ws://127.0.0.1:{port}/ws/chat/?token={raw}", open_timeout=10) as socket:
             socket.close()
+        # The way that puts no token in any URL: the subprotocol, answered with "parlor".
+        with connect(
+            f"ws://127.0.0.1:{port}/ws/chat/",
+            subprotocols=["parlor", f"bearer.{raw}"],
+            open_timeout=10,
+        ) as socket:
+            assert socket.subprotocol == "parlor"
         with pytest.raises(InvalidStatus):
             connect(f"ws://127.0.0.1:{port}/ws/chat/?token={raw}x", open_timeout=10)
     finally:
@@ -102,6 +109,7 @@ def test_a_real_uvicorn_logs_no_token_value(tmp_path):
     output = log_path.read_text()
     # The lines were written (so the test can fail), with the value masked.
     assert f'"WebSocket /ws/chat/?token={REDACTED}" [accepted]' in output, output
+    assert '"WebSocket /ws/chat/" [accepted]' in output, output
     assert f'"WebSocket /ws/chat/?token={REDACTED}" 403' in output, output
     assert f'"GET /healthz?token={REDACTED} HTTP/1.1" 200' in output, output
     assert raw not in output
