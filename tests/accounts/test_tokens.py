@@ -49,9 +49,7 @@ def test_bearer_token_is_none_when_absent_or_malformed(header):
 @pytest.mark.parametrize(
     "raw", ["", "x" * 201, "abc def", "t\u00f6ken", "abc\x00", "a'b", "%41", 12, None, b"abc"]
 )
-def test_token_user_refuses_what_cannot_be_a_token_without_a_query(
-    raw, django_assert_num_queries
-):
+def test_token_user_refuses_what_cannot_be_a_token_without_a_query(raw, django_assert_num_queries):
     with django_assert_num_queries(0):
         assert token_user(raw) is None
 
