@@ -2,18 +2,62 @@
 
 from django.http import JsonResponse
 from django.urls import path, re_path
+from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.renderers import (
+    OpenApiJsonRenderer,
+    OpenApiJsonRenderer2,
+    OpenApiYamlRenderer,
+    OpenApiYamlRenderer2,
+)
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import JSONRenderer
 
 from accounts import api as accounts
 from chat.api import views as chat
 from models_app import api as models
 
 
+@csrf_exempt
 def not_found(request, rest=""):
-    """Answer unknown /api/ paths in the API's error shape rather than an HTML page."""
+    """Answer unknown /api/ paths in the API's error shape rather than an HTML page.
+
+    CSRF-exempt: it changes nothing, and a POST without a token must learn the path is
+    unknown (404), not get the CSRF failure page.
+    """
     body = {"error": {"code": "not_found", "message": f"No API endpoint at {request.path}."}}
     return JsonResponse(body, status=404)
+
+
+class JSONErrorsMixin:
+    """Answer errors (405, 406, ...) in JSON whatever the page's own renderer."""
+
+    def handle_exception(self, exc):
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
+
+
+class SchemaView(JSONErrorsMixin, SpectacularAPIView):
+    """The OpenAPI schema: JSON unless YAML is asked for (Accept)."""
+
+    renderer_classes = [
+        OpenApiJsonRenderer,
+        OpenApiJsonRenderer2,
+        OpenApiYamlRenderer,
+        OpenApiYamlRenderer2,
+    ]
+
+    def _get_version_parameter(self, request):
+        # The API has one version; ?version= would otherwise reach the Content-Disposition
+        # header, where a control character makes the server drop the connection.
+        return None
+
+
+class DocsView(JSONErrorsMixin, SpectacularSwaggerView):
+    """Swagger UI. OPTIONS is refused: its metadata has no HTML template to render."""
+
+    http_method_names = ["get", "head"]
 
 
 urlpatterns = [
@@ -48,12 +92,12 @@ urlpatterns = [
     path("runs/<str:run_id>/", models.RunDetailView.as_view(), name="api-run"),
     path(
         "schema/",
-        SpectacularAPIView.as_view(permission_classes=[AllowAny]),
+        SchemaView.as_view(permission_classes=[AllowAny]),
         name="api-schema",
     ),
     path(
         "docs/",
-        SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
+        DocsView.as_view(url_name="api-schema", permission_classes=[AllowAny]),
         name="api-docs",
     ),
     re_path(r"^(?P<rest>.*)$", not_found),
