@@ -15,6 +15,7 @@ from .exceptions import (
     RunNotFound,
 )
 from .models import ChatSession, Message
+from .text import clean_text
 
 MESSAGE_PAGE_MAX = 200
 
@@ -170,6 +171,8 @@ def message_get(*, session: ChatSession, message_id) -> Message:
 
 
 SIDEBAR_PAGE = 30
+# Far past any real sidebar, and small enough for every database's OFFSET.
+SIDEBAR_OFFSET_MAX = 1_000_000
 
 
 def _sidebar_group_key():
@@ -202,6 +205,14 @@ def sidebar_group_page(
     *, user, group: str, offset: int, limit: int = SIDEBAR_PAGE, archived: bool = False
 ) -> tuple[list, bool]:
     """Return one further page of a sidebar group (general, detached or model-<id>)."""
+    if (
+        isinstance(offset, bool)
+        or not isinstance(offset, int)
+        or not 0 <= offset <= SIDEBAR_OFFSET_MAX
+    ):
+        raise DomainError(
+            f"offset must be an integer from 0 to {SIDEBAR_OFFSET_MAX}.", field="offset"
+        )
     if group == "general":
         qs = session_list(user=user, context="general", archived=archived)
     elif group == "detached":
@@ -257,7 +268,8 @@ def session_search(
 
     if not isinstance(query, str):
         raise DomainError("q must be a string.", field="q")
-    query = " ".join(query.split())
+    # PostgreSQL refuses NUL anywhere in a query: it becomes U+FFFD, like stored text.
+    query = " ".join(clean_text(query).split())
     if not query:
         raise DomainError("q is empty.", field="q")
     if len(query) > SEARCH_QUERY_MAX_CHARS:

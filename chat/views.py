@@ -18,13 +18,15 @@ from models_app.models import Model
 from . import selectors, services
 from .exceptions import ConversationReadOnly, DomainError, NotFound
 from .models import Message
+from .text import clean_text
 
 MESSAGE_PAGE = 50
 SEARCH_RESULTS = 20
 
 
-def domain_404(view):
-    """Turn a NotFound (unknown, foreign or malformed id) into the 404 page."""
+def domain_errors(view):
+    """Turn a NotFound or a malformed id (an id in the URL or a page anchor) into the 404
+    page, and any other refused input into the 400 page: never a 500."""
 
     @functools.wraps(view)
     def wrapper(request, *args, **kwargs):
@@ -35,9 +37,19 @@ def domain_404(view):
         except DomainError as exc:
             if exc.field in {"session", "id", "model", "run", "message", "before", "group"}:
                 raise Http404(exc.message)
-            raise
+            # Rendered here, not raised as BadRequest: a refused value is no server trouble
+            # and needs no traceback in the log.
+            return render(request, "400.html", {"reason": exc.message}, status=400)
 
     return wrapper
+
+
+def _offset_param(request) -> int:
+    """Return the ``offset`` query parameter (0 when absent); the selector bounds it."""
+    value = request.GET.get("offset", "0")
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
+        raise DomainError("offset must be a whole number.", field="offset")
+    return int(value)
 
 
 def _model_facts(model: Model) -> list[tuple[str, str]]:
@@ -131,14 +143,14 @@ def chat_new(request):
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def model_new(request, model_id):
     return _chat_page(request, model=selectors.model_get(user=request.user, model_id=model_id))
 
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def session_open(request, session_id, model_id=None):
     """Open a conversation and make it the active one of its context."""
     try:
@@ -153,7 +165,7 @@ def session_open(request, session_id, model_id=None):
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def run_chat(request, model_id, run_id):
     """Open the run's active conversation, or an ephemeral one when it has none."""
     model, run = selectors.context_resolve(user=request.user, model_id=model_id, run_id=run_id)
@@ -165,7 +177,7 @@ def run_chat(request, model_id, run_id):
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def older_messages(request, session_id):
     """Return the page of messages before ``before`` (scrolling up)."""
     session = selectors.session_get(user=request.user, session_id=session_id)
@@ -181,7 +193,7 @@ def older_messages(request, session_id):
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def message_detail(request, session_id, message_id):
     """Return one message as the page renders it, or with ``?question=1`` the user message
     it answers (a tab that sees a reply start elsewhere shows what it answers)."""
@@ -206,13 +218,10 @@ def sidebar(request):
 
 @login_required
 @require_GET
-@domain_404
+@domain_errors
 def sidebar_more(request):
     """Return the next page of one sidebar group (loaded when scrolled into view)."""
-    try:
-        offset = max(0, int(request.GET.get("offset", "0")))
-    except ValueError:
-        offset = 0
+    offset = _offset_param(request)
     archived = request.GET.get("archived") == "1"
     group = request.GET.get("group", "")
     sessions, has_more = selectors.sidebar_group_page(
@@ -247,7 +256,8 @@ def _highlight(snippet: str, query: str) -> list[tuple[str, bool]]:
 @require_GET
 def search(request):
     """Return the conversations matching ``q`` with a snippet around the match."""
-    query = " ".join(request.GET.get("q", "").split())[: selectors.SEARCH_QUERY_MAX_CHARS]
+    query = " ".join(clean_text(request.GET.get("q", "")).split())
+    query = query[: selectors.SEARCH_QUERY_MAX_CHARS]
     results = []
     if query:
         sessions, _ = selectors.session_search(
@@ -277,7 +287,7 @@ def _after_write(request, session=None):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-@domain_404
+@domain_errors
 def session_rename(request, session_id):
     """GET: the inline rename form; POST: store the new title and return the item."""
     session = selectors.session_get(user=request.user, session_id=session_id)
@@ -308,7 +318,7 @@ def session_rename(request, session_id):
 
 @login_required
 @require_POST
-@domain_404
+@domain_errors
 def session_pin(request, session_id):
     session = selectors.session_get(user=request.user, session_id=session_id)
     session = services.conversation_update(
@@ -319,7 +329,7 @@ def session_pin(request, session_id):
 
 @login_required
 @require_POST
-@domain_404
+@domain_errors
 def session_archive(request, session_id):
     session = selectors.session_get(user=request.user, session_id=session_id)
     session = services.conversation_update(
@@ -330,7 +340,7 @@ def session_archive(request, session_id):
 
 @login_required
 @require_POST
-@domain_404
+@domain_errors
 def session_delete(request, session_id):
     """Delete a conversation; the page showing it goes to a new chat."""
     services.conversation_delete(user=request.user, session_id=session_id)

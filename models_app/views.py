@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
 from chat import selectors
-from chat.exceptions import NotFound
+from chat.exceptions import DomainError
 
 from . import services
 from .forms import ModelForm
@@ -17,9 +17,11 @@ from .models import Model
 
 
 def _model_or_404(user, model_id):
+    """Return the user's model; unknown, foreign or out-of-range ids are the 404 page."""
     try:
         return selectors.model_get(user=user, model_id=model_id)
-    except NotFound:
+    except DomainError:
+        # NotFound, or an id past bigint: the <int:> converter accepts any size.
         raise Http404("Model not found.")
 
 
