@@ -97,7 +97,8 @@ def test_api_conforms_to_its_schema(user, model, run):
 
         try:
             check()
-        except Exception as exc:  # collect every operation's failure, then report
+        # schemathesis raises its failures as a BaseExceptionGroup, not an Exception.
+        except (Exception, BaseExceptionGroup) as exc:  # collect them all, then report
             failures.append(f"{operation.label}: {exc}")
     try:
         assert not failures, "\n\n".join(failures)
