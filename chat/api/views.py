@@ -35,6 +35,7 @@ def errors(*codes: int) -> dict:
         401: "Not authenticated, or the bearer token is invalid or expired.",
         403: "Forbidden, e.g. a session-authenticated write without a CSRF token.",
         404: "Not found: unknown, or another user's.",
+        409: "A reply is still being written in this conversation (generation_in_progress).",
         413: "The request body is too large.",
         429: "Rate limited; Retry-After says when to try again.",
     }
@@ -275,7 +276,7 @@ class MessageListView(APIView):
                 s.ReplySerializer,
                 description="This client_id was sent before: the same stored messages.",
             ),
-            **errors(400, 404, 429),
+            **errors(400, 404, 409, 429),
         },
         summary="Send a message",
         description=(
