@@ -2,7 +2,6 @@
 
 import json
 
-from asgiref.sync import async_to_sync
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
@@ -174,10 +173,10 @@ class ChatSessionAdmin(admin.ModelAdmin):
     def summarize_now(self, request, queryset):
         # Imported here: the streaming engine pulls in the LLM client, which the rest of
         # the admin does not need.
-        from .engine import summarize_session
+        from . import streaming
 
         sessions = list(queryset.values_list("pk", flat=True))
-        changed = sum(bool(async_to_sync(summarize_session)(pk)) for pk in sessions)
+        changed = sum(streaming.summarize_sync(session_id=pk, force=True) for pk in sessions)
         self.message_user(
             request,
             f"Summaries updated: {changed} of {len(sessions)}. A conversation needs one only "

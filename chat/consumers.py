@@ -1,28 +1,26 @@
 """The chat WebSocket (``/ws/chat/``): send, stop and subscribe (SPEC 4.2).
 
-The consumer only parses frames and calls the services and the engine. A reply is not
-tied to the socket that started it; a socket that subscribes gets the reply so far (a
-snapshot from the engine writing it, wherever that runs, or the database) and then the
-live token frames, trimmed by their offsets so nothing is missing or repeated.
+The consumer parses frames and calls the streaming engine; it is a watcher of the
+conversations it sent into or subscribed to, and writes their events to the socket in
+order from one outbox. A reply is not tied to the socket that started it.
 """
 
 import asyncio
-import json
 import logging
+import uuid
 
-from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import engine, ratelimit, selectors, services
+from . import streaming
 from .exceptions import DomainError
-from .models import Message
-from .rendering import render_markdown
+from .streaming import events
+from .text import parse_json
 
 logger = logging.getLogger(__name__)
 
-SNAPSHOT_TIMEOUT = 1.0
 FRAME_MARGIN = 4096
+# Frame type: (required fields, allowed fields).
 FIELDS = {
     "send": ({"content"}, {"type", "session", "model", "run", "content", "client_id"}),
     "stop": ({"session"}, {"type", "session"}),
@@ -30,37 +28,57 @@ FIELDS = {
 }
 
 
-class FrameError(Exception):
-    pass
+class FrameError(DomainError):
+    """A client frame that is not well formed."""
 
 
-class _Stream:
-    """What one socket has forwarded of one session's current reply."""
-
-    def __init__(self):
-        self.message: int | None = None
-        self.offset = 0
-        self.waiting = False
-        self.buffer: list[dict] = []
-        self.finished: set[int] = set()
+class FrameFailed(DomainError):
+    code = "server_error"
+    default_message = "Something went wrong; please try again."
 
 
-class ChatConsumer(AsyncJsonWebsocketConsumer):
+class ChatConsumer(AsyncWebsocketConsumer):
+    # Events come from the engine's feeds, not from a channel-layer channel per socket.
+    channel_layer_alias = None
+
     async def connect(self):
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
             return
         self.user = user
-        self.streams: dict[str, _Stream] = {}
-        self.groups_joined: set[str] = set()
-        engine.ensure_recovery()
+        self.sessions: set[str] = set()
+        self.outbox: asyncio.Queue[events.Event | None] = asyncio.Queue()
+        self.writer = asyncio.create_task(self._write())
         # A client authenticating by subprotocol (chat.auth) is answered with "parlor".
         await self.accept(subprotocol=self.scope.get("accept_subprotocol"))
 
     async def disconnect(self, code):
-        for group in getattr(self, "groups_joined", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+        engine = streaming.Engine.current()
+        for session in getattr(self, "sessions", ()):
+            engine.unwatch(session, self)
+        writer = getattr(self, "writer", None)
+        if writer is not None:
+            writer.cancel()
+
+    # The watcher: events in order, through one outbox -----------------------------------
+
+    def deliver(self, event: events.Event) -> None:
+        if event.kind == "error" and event.body.get("code") == "not_found" and event.session:
+            self.sessions.discard(event.session)  # deleted: no further frames for it
+        self.outbox.put_nowait(event)
+
+    async def _write(self):
+        while True:
+            event = await self.outbox.get()
+            try:
+                await self.send(text_data=event.data.decode())
+            except Exception:
+                logger.debug("socket gone while writing", exc_info=True)
+                return
+
+    def _refuse(self, exc: DomainError, session=None) -> None:
+        self.outbox.put_nowait(events.refused(exc, session=session))
 
     # Client frames -------------------------------------------------------------------
 
@@ -70,251 +88,80 @@ class ChatConsumer(AsyncJsonWebsocketConsumer):
         limit = 6 * settings.MAX_MESSAGE_CHARS + FRAME_MARGIN
         raw = text_data if text_data is not None else bytes_data
         if raw is None or len(raw) > limit:
-            await self._error(f"The frame is larger than {limit:,} characters.")
+            self._refuse(FrameError(f"The frame is larger than {limit:,} characters."))
             return
         try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            await self._error("The frame is not valid JSON.")
+            frame = parse_json(raw)
+        except ValueError as exc:
+            self._refuse(FrameError(f"The frame is not valid JSON: {exc}"))
             return
+        session = frame.get("session") if isinstance(frame, dict) else None
         try:
-            kind = self._check(frame)
-        except FrameError as exc:
-            session = frame.get("session") if isinstance(frame, dict) else None
-            await self._error(str(exc), session=session)
-            return
-        try:
+            kind = _check(frame)
             await getattr(self, f"_on_{kind}")(frame)
         except DomainError as exc:
-            await self._error(exc.message, session=frame.get("session"), code=exc.code)
+            self._refuse(exc, session=session)
         except Exception:
             # One failed frame must not take the socket (and its other streams) down.
-            logger.exception("chat frame %s failed", kind)
-            await self._error("Something went wrong; please try again.", code="server_error")
-
-    def _check(self, frame) -> str:
-        if not isinstance(frame, dict):
-            raise FrameError("A frame must be a JSON object.")
-        kind = frame.get("type")
-        if kind not in FIELDS:
-            raise FrameError("Unknown frame type; expected send, stop or subscribe.")
-        required, allowed = FIELDS[kind]
-        missing = sorted(required - frame.keys())
-        if missing:
-            raise FrameError(f"The {kind} frame is missing: {', '.join(missing)}.")
-        unknown = sorted(frame.keys() - allowed)
-        if unknown:
-            raise FrameError(f"Unknown fields in the {kind} frame: {', '.join(unknown)}.")
-        for name in ("session", "client_id", "content"):
-            value = frame.get(name)
-            if value is not None and not isinstance(value, str):
-                raise FrameError(f"{name} must be a string.")
-        for name in ("model", "run"):
-            value = frame.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
-                raise FrameError(f"{name} must be an integer id.")
-        return kind
+            logger.exception("chat frame failed")
+            self._refuse(FrameFailed(), session=session)
 
     async def _on_send(self, frame):
-        try:
-            await database_sync_to_async(ratelimit.check_send_rate)(user_id=self.user.pk)
-        except ratelimit.RateLimited as exc:
-            await self._error(exc.message, session=frame.get("session"), code=exc.code)
-            return
-        reply = await database_sync_to_async(services.reply_start)(
+        reply = await streaming.send(
             user=self.user,
+            watcher=self,
             content=frame["content"],
             session_id=frame.get("session"),
             model_id=frame.get("model"),
             run_id=frame.get("run"),
             client_id=frame.get("client_id"),
         )
-        session_id = str(reply.session.pk)
-        await self.send_json(
-            {
-                "type": "session",
-                "session": session_id,
-                "title": reply.session.title,
-                "created": reply.session_created,
-                "message": reply.assistant_message.pk if reply.assistant_message else None,
-                "user_message": reply.user_message.pk,
-                "duplicate": reply.duplicate,
-            }
-        )
-        await self._join(session_id)
-        stream = self.streams.setdefault(session_id, _Stream())
-        if reply.duplicate:
-            # The reply already exists: show it as a subscriber would.
-            await self._on_subscribe({"session": session_id})
-            return
-        stream.message = reply.assistant_message.pk
-        stream.offset = 0
-        stream.waiting = False
-        stream.buffer.clear()
-        engine.start_generation(reply)
+        await self._follow(str(reply.session.pk))
 
     async def _on_stop(self, frame):
-        await engine.astop_generation(user=self.user, session_id=frame["session"])
+        await streaming.stop(user=self.user, session_id=frame["session"])
 
     async def _on_subscribe(self, frame):
-        session = await database_sync_to_async(selectors.session_get)(
-            user=self.user, session_id=frame["session"]
+        session = await streaming.subscribe(
+            user=self.user, session_id=frame["session"], watcher=self
         )
-        session_id = str(session.pk)
-        await self._join(session_id)
-        # An explicit subscribe asks for the reply from its start, even on this socket.
-        stream = self.streams[session_id] = _Stream()
-        state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
-        if state is None:
-            return
-        if state["status"] != Message.Status.STREAMING:
-            await self._replay_stored(session_id, stream, state)
-            return
-        stream.waiting = True
-        stream.buffer.clear()
-        await engine.request_snapshot(session_id=session_id, reply_channel=self.channel_name)
-        asyncio.get_running_loop().call_later(
-            SNAPSHOT_TIMEOUT,
-            lambda: asyncio.ensure_future(self._snapshot_timeout(session_id)),
-        )
+        self.sessions.add(session)
 
-    async def _snapshot_timeout(self, session_id):
+    async def _follow(self, session: str) -> None:
+        """Keep watching a conversation this socket sent into (other tabs' replies too)."""
+        if session not in self.sessions:
+            self.sessions.add(session)
+            await streaming.Engine.current().watch(session, self)
+
+
+def _check(frame) -> str:
+    """Return the frame's type if it is well formed; raise FrameError otherwise."""
+    if not isinstance(frame, dict):
+        raise FrameError("A frame must be a JSON object.")
+    kind = frame.get("type")
+    if kind not in FIELDS:
+        raise FrameError("Unknown frame type; expected send, stop or subscribe.")
+    required, allowed = FIELDS[kind]
+    missing = sorted(required - frame.keys())
+    if missing:
+        raise FrameError(f"The {kind} frame is missing: {', '.join(missing)}.")
+    unknown = sorted(frame.keys() - allowed)
+    if unknown:
+        raise FrameError(f"Unknown fields in the {kind} frame: {', '.join(unknown)}.")
+    for name in ("client_id", "content"):
+        value = frame.get(name)
+        if value is not None and not isinstance(value, str):
+            raise FrameError(f"{name} must be a string.", field=name)
+    session = frame.get("session")
+    if session is not None:
+        if not isinstance(session, str):
+            raise FrameError("session must be a conversation id (a UUID string).", field="session")
         try:
-            await self.channel_layer.send(
-                self.channel_name, {"type": "chat.snapshot_timeout", "session": session_id}
-            )
-        except Exception:
-            logger.debug("socket gone before its snapshot timeout", exc_info=True)
-
-    # Channel-layer messages ----------------------------------------------------------
-
-    async def chat_event(self, message):
-        event = message["event"]
-        stream = self.streams.get(event.get("session"))
-        if stream is None:
-            return
-        if stream.waiting:
-            stream.buffer.append(event)
-            return
-        await self._forward(stream, event)
-
-    async def chat_snapshot(self, message):
-        stream = self.streams.get(message["session"])
-        if stream is None or not stream.waiting:
-            return
-        stream.waiting = False
-        stream.message = message["message"]
-        stream.offset = 0
-        await self._forward(
-            stream,
-            {
-                "type": "token",
-                "session": message["session"],
-                "message": message["message"],
-                "content": message["content"],
-                "offset": 0,
-            },
-        )
-        await self._drain(stream)
-
-    async def chat_snapshot_timeout(self, message):
-        session_id = message["session"]
-        stream = self.streams.get(session_id)
-        if stream is None or not stream.waiting:
-            return
-        # No engine answered: the reply is written by no live process, or has just ended.
-        stream.waiting = False
-        try:
-            state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
-        except Exception:
-            logger.exception("could not read the stored reply of %s", session_id)
-            await self._error("The reply could not be loaded; please retry.", session=session_id)
-            return
-        if (
-            state is not None
-            and state["status"] == Message.Status.STREAMING
-            and await engine.afinish_abandoned(session_id=session_id)
-        ):
-            # Left streaming by a dead process: now ended as interrupted.
-            state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
-        if state is not None:
-            await self._replay_stored(session_id, stream, state)
-        await self._drain(stream)
-
-    # Helpers ------------------------------------------------------------------------
-
-    async def _replay_stored(self, session_id, stream, state):
-        stream.message = state["message"]
-        stream.offset = 0
-        await self._forward(
-            stream,
-            {
-                "type": "token",
-                "session": session_id,
-                "message": state["message"],
-                "content": state["content"],
-                "offset": 0,
-            },
-        )
-        if state["status"] == Message.Status.ERROR:
-            await self._forward(
-                stream,
-                {
-                    "type": "error",
-                    "session": session_id,
-                    "message": state["message"],
-                    "error": state["error"] or "The reply failed.",
-                },
-            )
-        elif state["status"] != Message.Status.STREAMING:
-            await self._forward(
-                stream,
-                {
-                    "type": "done",
-                    "session": session_id,
-                    "message": state["message"],
-                    "html": render_markdown(state["content"]),
-                    "usage": None,
-                    "status": state["status"],
-                },
-            )
-
-    async def _drain(self, stream):
-        buffered, stream.buffer = stream.buffer, []
-        for event in buffered:
-            await self._forward(stream, event)
-
-    async def _forward(self, stream, event):
-        """Send an event to the client, trimming what it already has."""
-        message = event.get("message")
-        if message is not None and message in stream.finished:
-            return
-        if event["type"] == "token":
-            if message != stream.message:
-                stream.message = message
-                stream.offset = 0
-            start, text = event.get("offset", stream.offset), event["content"]
-            if start + len(text) <= stream.offset and text:
-                return
-            if start < stream.offset:
-                text = text[stream.offset - start :]
-                start = stream.offset
-            if not text and start:
-                return
-            stream.offset = start + len(text)
-            event = dict(event, content=text, offset=start)
-        elif event["type"] in ("done", "error") and message is not None:
-            stream.finished.add(message)
-        await self.send_json(event)
-
-    async def _join(self, session_id):
-        group = engine.session_group(session_id)
-        if group not in self.groups_joined:
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.add(group)
-
-    async def _error(self, text, *, session=None, code="invalid"):
-        event = {"type": "error", "error": text, "code": code}
-        if isinstance(session, str):
-            event["session"] = session
-        await self.send_json(event)
+            uuid.UUID(session)
+        except ValueError:
+            raise FrameError(f"'{session[:64]}' is not a valid conversation id.", field="session")
+    for name in ("model", "run"):
+        value = frame.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise FrameError(f"{name} must be an integer id.", field=name)
+    return kind

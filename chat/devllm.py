@@ -7,8 +7,9 @@ the benchmarks all run the real SDK code path offline.
 Per-request knobs, for tests and benchmarks, in the last user message (``[dev:tokens=500]``,
 ``[dev:token_ms=20]``, ``[dev:first_token_ms=300]``, ``[dev:fault=die]``) or in the request
 body's ``parlor`` object (the SDK's ``extra_body``). Faults: ``500`` (or any 4xx/5xx code),
-``die`` (the connection is cut mid-stream), ``hang`` (no answer until the client gives up)
-and ``malformed`` (a chunk that is not JSON).
+``die`` (the connection is cut mid-stream), ``hang`` (no answer until the client gives up),
+``malformed`` (a chunk that is not JSON) and ``odd_text`` (text a database cannot store:
+a NUL, half of a surrogate pair, bytes that are not UTF-8, as byte-level tokenizers make).
 """
 
 import asyncio
@@ -319,6 +320,9 @@ class DevLLM:
             transport = request.transport
             if transport is None or transport.is_closing():
                 raise ConnectionResetError("client went away")
+            if isinstance(payload, bytes):
+                await response.write(b"data: " + payload + b"\n\n")
+                return
             data = payload if isinstance(payload, str) else json.dumps(payload)
             await response.write(f"data: {data}\n\n".encode())
 
@@ -336,6 +340,13 @@ class DevLLM:
                     await emit(_chunk(cid, model, delta))
                 sent = 10
                 finish = "tool_calls"
+            elif fault == "odd_text":
+                head = json.dumps(_chunk(cid, model, {"content": "@"})).encode()
+                pieces = [b'"before a\\u0000b"', b'"\\ud83d"', b'"\xf0\x9f"', b'"after"']
+                for piece in pieces:
+                    await emit(head.replace(b'"@"', piece))
+                    sent += 1
+                finish = "stop"
             else:
                 tokens = _split(reply["text"])
                 cut = len(tokens) // 2 if fault in ("die", "malformed", "hang_mid") else None

@@ -1,8 +1,14 @@
 """The one client of the LLM: the ``openai`` SDK's AsyncOpenAI, streaming (SPEC 5.1).
 
+The SDK makes the request (base URL, key, timeouts, status errors); the stream's body is
+read as raw SSE lines and each chunk parsed with orjson. Building the SDK's pydantic
+object per chunk cost more than everything else a relayed token does (bench/README.md),
+and a chunk is a small, stable JSON shape.
+
 Without ``LLM_BASE_URL`` the built-in development LLM is started in-process on a free
 port and the SDK is pointed at it, so the embedded default runs the same code path as a
-real provider. Every upstream failure becomes ``LLMError`` with a reason people can read.
+real provider. Every upstream failure becomes ``LLMError`` with a reason people can read;
+the provider's own words go to the log, not to the user.
 """
 
 import asyncio
@@ -12,11 +18,17 @@ import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import httpx2
 import openai
+import orjson
 from django.conf import settings
 
+from .text import clean_json, clean_text
+
+logger = logging.getLogger(__name__)
+
 # The HTTP clients log every request at INFO: one line per reply would drown the log.
-for _name in ("httpx", "httpx2"):
+for _name in ("httpx", "httpx2", "openai"):
     logging.getLogger(_name).setLevel(logging.WARNING)
 
 
@@ -34,12 +46,13 @@ class ToolCall:
     name: str
     arguments: str = ""
 
-    def parsed_arguments(self) -> dict:
+    def parsed_arguments(self) -> dict | None:
+        """Return the arguments as a dict, or None when they are not a JSON object."""
         try:
             value = json.loads(self.arguments or "{}")
         except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
+            return None
+        return value if isinstance(value, dict) else None
 
 
 @dataclass
@@ -57,8 +70,8 @@ class StreamEvent:
     usage: Usage | None = None
 
 
-# One client per event loop and configuration: an httpx pool belongs to the loop it
-# was created on, and tests start servers on new ports under new loops.
+# One client per event loop and configuration: an HTTP pool belongs to the loop it was
+# created on, and tests start servers on new ports under new loops.
 _clients: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict]" = weakref.WeakKeyDictionary()
 
 
@@ -90,28 +103,63 @@ def client() -> openai.AsyncOpenAI:
 
 
 def describe(exc: BaseException) -> str:
-    """Return a readable reason for an upstream failure."""
+    """Return a readable, generic reason for an upstream failure (and log the detail)."""
     if isinstance(exc, LLMError):
         return exc.reason
-    if isinstance(exc, openai.APITimeoutError):
+    if isinstance(exc, openai.APITimeoutError) or "Timeout" in type(exc).__name__:
         return f"The language model did not answer within {settings.LLM_TIMEOUT:g} seconds."
     if isinstance(exc, openai.APIConnectionError):
-        return "The language model could not be reached (connection failed)."
+        return "The language model could not be reached."
     if isinstance(exc, openai.APIStatusError):
-        detail = ""
-        body = exc.body
-        if isinstance(body, dict):
-            error = body.get("error", body)
-            if isinstance(error, dict):
-                detail = str(error.get("message") or "")
-        reason = f"The language model answered with HTTP {exc.status_code}"
-        return f"{reason}: {detail}" if detail else reason + "."
-    if isinstance(exc, (ValueError, openai.APIResponseValidationError)):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        error = body.get("error", body)
+        kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
+        logger.warning("LLM answered HTTP %s (%s)", exc.status_code, kind or "no type")
+        if exc.status_code == 429:
+            return "The language model is busy (rate limited); please try again shortly."
+        if exc.status_code in (401, 403):
+            return "The language model refused the server's credentials."
+        if exc.status_code == 404:
+            return "The language model does not offer the model this conversation uses."
+        return f"The language model answered with an error (HTTP {exc.status_code})."
+    if isinstance(exc, ValueError | openai.APIResponseValidationError):
         return "The language model sent a malformed response."
-    name = type(exc).__name__
-    if "Timeout" in name:
-        return f"The language model did not answer within {settings.LLM_TIMEOUT:g} seconds."
-    return f"The connection to the language model broke off ({name})."
+    logger.warning("LLM request failed: %s", type(exc).__name__)
+    return "The connection to the language model broke off."
+
+
+def _chunk(payload: bytes) -> dict:
+    """Parse one SSE ``data:`` payload; text the database cannot store becomes U+FFFD."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # orjson refuses lone surrogate escapes ("\ud83d": a tokenizer cut an emoji) and
+        # bytes that are not UTF-8; decode leniently and let clean_text mend the strings.
+        try:
+            return clean_json(json.loads(payload.decode("utf-8", "replace")))
+        except (ValueError, RecursionError):
+            raise LLMError("The language model sent a malformed response.") from None
+
+
+def _stream_error(data: dict) -> LLMError:
+    error = data.get("error")
+    kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
+    logger.warning("LLM stream reported an error (%s)", kind or "no type")
+    return LLMError("The language model reported an error while answering.")
+
+
+async def _lines(response) -> AsyncIterator[bytes]:
+    """Yield the lines of an SSE body, split from its raw bytes."""
+    tail = b""
+    async for data in response.iter_bytes():
+        if tail:
+            data = tail + data
+        lines = data.split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            yield line
+    if tail:
+        yield tail
 
 
 async def stream_chat(
@@ -127,67 +175,83 @@ async def stream_chat(
         kwargs["tools"] = tools
     if extra_body:
         kwargs["extra_body"] = extra_body
-    try:
-        stream = await client().chat.completions.create(
-            model=model,
-            messages=messages,
-            stream=True,
-            stream_options={"include_usage": True},
-            **kwargs,
-        )
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        raise LLMError(describe(exc)) from exc
+    request = client().chat.completions.with_streaming_response.create(
+        model=model,
+        messages=messages,
+        stream=True,
+        stream_options={"include_usage": True},
+        **kwargs,
+    )
     calls: dict[int, ToolCall] = {}
+    opened = False
     try:
-        async for chunk in stream:
-            if chunk.usage is not None:
-                yield StreamEvent(
-                    usage=Usage(
-                        prompt_tokens=chunk.usage.prompt_tokens or 0,
-                        completion_tokens=chunk.usage.completion_tokens or 0,
-                    )
-                )
-            for choice in chunk.choices or ():
-                delta = choice.delta
-                if delta is None:
+        async with request as response:
+            opened = True
+            async for line in _lines(response):
+                if not line.startswith(b"data:"):
+                    continue  # blank separators, comments, event names
+                payload = line[5:].strip()
+                if payload == b"[DONE]":
+                    break
+                if not payload:
                     continue
-                if delta.content:
-                    yield StreamEvent(text=delta.content)
-                for call in delta.tool_calls or ():
-                    entry = calls.setdefault(call.index, ToolCall(id="", name=""))
-                    if call.id:
-                        entry.id = call.id
-                    if call.function is not None:
-                        entry.name += call.function.name or ""
-                        entry.arguments += call.function.arguments or ""
-    except asyncio.CancelledError:
+                data = _chunk(payload)
+                if not isinstance(data, dict):
+                    raise LLMError("The language model sent a malformed response.")
+                if "error" in data:
+                    raise _stream_error(data)
+                usage = data.get("usage")
+                if usage:
+                    yield StreamEvent(
+                        usage=Usage(
+                            prompt_tokens=usage.get("prompt_tokens") or 0,
+                            completion_tokens=usage.get("completion_tokens") or 0,
+                        )
+                    )
+                for choice in data.get("choices") or ():
+                    delta = choice.get("delta")
+                    if not delta:
+                        continue
+                    text = delta.get("content")
+                    if text:
+                        yield StreamEvent(text=clean_text(text) if "\x00" in text else text)
+                    for call in delta.get("tool_calls") or ():
+                        entry = calls.setdefault(call.get("index", 0), ToolCall(id="", name=""))
+                        if call.get("id"):
+                            entry.id = call["id"]
+                        function = call.get("function") or {}
+                        entry.name += function.get("name") or ""
+                        entry.arguments += clean_text(function.get("arguments") or "")
+    except (asyncio.CancelledError, GeneratorExit, LLMError):
         raise
-    except GeneratorExit:
-        raise
+    except (AttributeError, TypeError, KeyError) as exc:
+        # A chunk of an unexpected shape (a list where an object belongs, say).
+        raise LLMError("The language model sent a malformed response.") from exc
+    except (openai.APIConnectionError, httpx2.TransportError) as exc:
+        if not opened or isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+            raise LLMError(describe(exc)) from exc
+        raise LLMError("The connection to the language model broke off mid-reply.") from exc
     except Exception as exc:
-        if isinstance(exc, openai.APIConnectionError) and not isinstance(
-            exc, openai.APITimeoutError
-        ):
-            raise LLMError("The connection to the language model broke off mid-reply.") from exc
         raise LLMError(describe(exc)) from exc
-    finally:
-        await stream.close()
     if calls:
         yield StreamEvent(tool_calls=[calls[index] for index in sorted(calls)])
 
 
 async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -> str:
-    """Return the LLM's whole (non-streamed) answer; raise LLMError on failure."""
+    """Return the LLM's whole (non-streamed) answer, cleaned; raise LLMError on failure."""
     try:
-        response = await client().chat.completions.create(
+        response = await client().chat.completions.with_raw_response.create(
             model=model, messages=messages, max_tokens=max_tokens
         )
-    except asyncio.CancelledError:
+        data = _chunk(response.http_response.content)
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices or not isinstance(choices[0], dict):
+            raise LLMError("The language model sent an empty answer.")
+        content = (choices[0].get("message") or {}).get("content") or ""
+    except (asyncio.CancelledError, LLMError):
         raise
     except Exception as exc:
         raise LLMError(describe(exc)) from exc
-    if not response.choices:
-        raise LLMError("The language model sent an empty answer.")
-    return response.choices[0].message.content or ""
+    if not isinstance(content, str):
+        raise LLMError("The language model sent a malformed response.")
+    return clean_text(content)

@@ -17,6 +17,11 @@ TITLE_PROMPT = (
     "Reply with only a short title (at most six words, no quotes) for a conversation "
     "that starts with the user's message."
 )
+# Tokens are estimated at four characters each for the context budget.
+CHARS_PER_TOKEN = 4
+# A summary reads at most this many messages at once (when earlier summaries failed, the
+# next ones catch up).
+SUMMARY_ROWS_MAX = 400
 SUMMARY_PROMPT = (
     "Summarize the conversation below in a few sentences, keeping facts, decisions and "
     "open questions. The previous summary, if any, comes first."
@@ -92,9 +97,23 @@ def system_prompt(session: ChatSession) -> str:
     return "\n\n".join(parts)
 
 
-def reply_context(*, session_id, message_id: int) -> ReplyContext:
-    """Return the LLM input for the reply ``message_id`` (the streaming placeholder)."""
-    session = ChatSession.objects.select_related("model", "run").get(pk=session_id)
+def _context_rows_limit() -> int:
+    """Return how many messages after the summary one context may read at most.
+
+    The summary keeps up within SUMMARY_EVERY messages of the window, so this is never
+    reached while it does; it bounds the work of a reply when summaries fail.
+    """
+    return 2 * (settings.SUMMARY_THRESHOLD + settings.SUMMARY_EVERY) + settings.CONTEXT_MESSAGES
+
+
+def reply_context(*, session: ChatSession, message_id: int) -> ReplyContext:
+    """Return the LLM input for the reply ``message_id`` (the streaming placeholder).
+
+    The system prompt, the rolling summary if any, then every user and assistant message
+    after what the summary covers (at least the last CONTEXT_MESSAGES: the summary never
+    covers those), newest kept within CONTEXT_TOKEN_BUDGET. ``session`` comes with its
+    model and run (``reply_start`` loads them); one indexed query reads the messages.
+    """
     messages = [{"role": "system", "content": system_prompt(session)}]
     if session.summary:
         messages.append(
@@ -103,16 +122,26 @@ def reply_context(*, session_id, message_id: int) -> ReplyContext:
                 "content": f"Summary of the earlier conversation:\n{session.summary}",
             }
         )
-    recent = list(
+    rows = (
         Message.objects.filter(
-            session=session, role__in=[Message.Role.USER, Message.Role.ASSISTANT]
+            session_id=session.pk, role__in=[Message.Role.USER, Message.Role.ASSISTANT]
         )
         .exclude(pk=message_id)
         .exclude(role=Message.Role.ASSISTANT, content="")
         .order_by("-created_at", "-id")
-        .values("role", "content")[: settings.CONTEXT_MESSAGES]
     )
-    messages.extend({"role": m["role"], "content": m["content"]} for m in reversed(recent))
+    if session.summary and session.summary_until_id is not None:
+        rows = rows.filter(pk__gt=session.summary_until_id)
+    budget = settings.CONTEXT_TOKEN_BUDGET * CHARS_PER_TOKEN - sum(
+        len(m["content"]) for m in messages
+    )
+    recent = []
+    for role, content in rows.values_list("role", "content")[: _context_rows_limit()]:
+        budget -= len(content)
+        if budget < 0 and recent:
+            break
+        recent.append({"role": role, "content": content})
+    messages.extend(reversed(recent))
     llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
     return ReplyContext(
         messages=messages,
@@ -133,25 +162,38 @@ class SummaryJob:
     message_count: int
 
 
-def summary_job(*, session_id) -> SummaryJob | None:
+def summary_due(*, message_count: int, summary_message_count: int) -> bool:
+    """Return whether a conversation's rolling summary should be refreshed now.
+
+    Past SUMMARY_THRESHOLD messages, once SUMMARY_EVERY more messages have left the
+    recent window of CONTEXT_MESSAGES since the summary was made. Counters only: no
+    query, whatever the conversation's length.
+    """
+    if message_count <= settings.SUMMARY_THRESHOLD:
+        return False
+    left_window = message_count - settings.CONTEXT_MESSAGES
+    return left_window - summary_message_count >= settings.SUMMARY_EVERY
+
+
+def summary_job(*, session_id, force: bool = False) -> SummaryJob | None:
     """Return what to summarize, or None when the summary is up to date.
 
     The summary covers everything older than the last CONTEXT_MESSAGES messages once
     the conversation is past SUMMARY_THRESHOLD; it rolls: the old summary plus the
-    messages after it.
+    messages after it. Keyset reads on the message index: the work does not grow with
+    the conversation. ``force`` refreshes even before SUMMARY_EVERY messages are due.
     """
     session = ChatSession.objects.filter(pk=session_id).first()
-    if session is None:
+    if session is None or session.message_count <= settings.SUMMARY_THRESHOLD:
+        return None
+    if not force and not summary_due(
+        message_count=session.message_count,
+        summary_message_count=session.summary_message_count,
+    ):
         return None
     finished = Message.objects.filter(session=session).exclude(status=Message.Status.STREAMING)
-    total = finished.count()
-    if total <= settings.SUMMARY_THRESHOLD:
-        return None
-    older = list(
-        finished.order_by("-created_at", "-id").values_list("id", flat=True)[
-            settings.CONTEXT_MESSAGES : settings.CONTEXT_MESSAGES + 1
-        ]
-    )
+    newest_first = finished.order_by("-created_at", "-id").values_list("id", flat=True)
+    older = list(newest_first[settings.CONTEXT_MESSAGES : settings.CONTEXT_MESSAGES + 1])
     if not older:
         return None
     until_id = older[0]
@@ -160,17 +202,19 @@ def summary_job(*, session_id) -> SummaryJob | None:
     pending = finished.filter(id__lte=until_id)
     if session.summary_until_id is not None:
         pending = pending.filter(id__gt=session.summary_until_id)
+    rows = list(
+        pending.order_by("-created_at", "-id").values_list("role", "content")[:SUMMARY_ROWS_MAX]
+    )
     lines = []
     if session.summary:
         lines.append("previous summary: " + session.summary)
-    for role, content in pending.order_by("created_at", "id").values_list("role", "content"):
+    for role, content in reversed(rows):
         lines.append(f"{role}: {' '.join(content.split())[:2000]}")
-    covered = finished.filter(id__lte=until_id).count()
     return SummaryJob(
         messages=[
             {"role": "system", "content": SUMMARY_PROMPT},
             {"role": "user", "content": "\n".join(lines)},
         ],
         until_id=until_id,
-        message_count=covered,
+        message_count=max(session.message_count - settings.CONTEXT_MESSAGES, 0),
     )

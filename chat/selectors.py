@@ -1,6 +1,11 @@
-"""Reads. Every selector is scoped to a user: another user's rows do not exist here."""
+"""Reads. Every selector is scoped to a user: another user's rows do not exist here.
+
+The exceptions, at the end, are the streaming engine's reads of a conversation whose
+access its caller has already checked.
+"""
 
 import uuid
+from datetime import datetime
 
 from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When, Window
 from django.db.models.functions import Coalesce, RowNumber
@@ -351,3 +356,25 @@ def session_search(
             text = found.get(session.pk) or session.title
             session.snippet = _snippet_around(text, query)
     return rows[:limit], len(rows) > limit
+
+
+# The engine's reads of a conversation's latest reply; callers have checked access.
+
+
+def reply_streaming(*, session_id) -> tuple[int, datetime] | None:
+    """Return (id, last written) of the reply streaming in a conversation, if any."""
+    return (
+        Message.objects.filter(session_id=session_id, status=Message.Status.STREAMING)
+        .values_list("pk", "updated_at")
+        .first()
+    )
+
+
+def reply_state(*, session_id) -> dict | None:
+    """Return the latest reply of a conversation as stored: message, content, status, error."""
+    return (
+        Message.objects.filter(session_id=session_id, role=Message.Role.ASSISTANT)
+        .order_by("-created_at", "-id")
+        .values("pk", "content", "status", "error")
+        .first()
+    )

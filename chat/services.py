@@ -14,16 +14,17 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Subquery
 from django.utils import timezone
 
-from . import selectors
+from . import selectors, signals
 from .exceptions import (
     ConversationNotFound,
     ConversationReadOnly,
@@ -34,6 +35,7 @@ from .exceptions import (
     MessageTooLong,
 )
 from .models import ChatSession, Message
+from .text import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -42,9 +44,13 @@ PREVIEW_CHARS = 200
 TITLE_MAX_CHARS = 200
 CLIENT_ID_MAX_CHARS = 64
 CONFLICT_ATTEMPTS = 8
-# A live reply is written at least every engine.HEARTBEAT_INTERVAL (10 s); a streaming
-# row untouched for twice that has no live writer (its process died).
-ABANDONED_AFTER = 20.0
+# A streaming reply not written for REPLY_LEASE seconds has no live writer (its process
+# died): any process may end it as interrupted. A live writer saves or renews its reply
+# well within that (chat/streaming, HEARTBEAT_INTERVAL).
+REPLY_LEASE = 6.0
+SETTLE_BATCH = 500
+# The one ending of a reply cut short by a shutdown or by the death of its writer.
+INTERRUPTED = "interrupted"
 
 
 def is_pool_timeout(exc: BaseException) -> bool:
@@ -135,6 +141,7 @@ def check_message_content(content) -> str:
     """Return ``content`` if it is a sendable message, else raise a clear error."""
     if not isinstance(content, str):
         raise DomainError("content must be a string.", field="content")
+    content = clean_text(content)
     if not content.strip():
         raise EmptyMessage(field="content")
     limit = settings.MAX_MESSAGE_CHARS
@@ -160,7 +167,7 @@ def _check_client_id(client_id) -> str | None:
 def _check_title(title) -> str:
     if not isinstance(title, str):
         raise DomainError("title must be a string.", field="title")
-    title = " ".join(title.split())
+    title = " ".join(clean_text(title).split())
     if not title:
         raise DomainError("The title is empty.", field="title")
     if len(title) > TITLE_MAX_CHARS:
@@ -300,17 +307,11 @@ def conversation_update(
     return selectors.session_get(user=user, session_id=session_id)
 
 
-def _stop_generations_on_commit(session_ids: list) -> None:
-    """Once the deletion commits, stop the replies still being written in those sessions."""
-    if not session_ids:
-        return
-
-    def stop():
-        from . import engine  # the engine imports this module
-
-        engine.stop_deleted(session_ids=session_ids)
-
-    transaction.on_commit(stop)
+def _announce_deleted_on_commit(session_ids: list) -> None:
+    """Once the deletion commits, tell the streaming engine (it stops their replies)."""
+    if session_ids:
+        ids = [str(pk) for pk in session_ids]
+        transaction.on_commit(lambda: signals.conversations_deleted.send(None, session_ids=ids))
 
 
 def conversation_delete(*, user, session_id) -> None:
@@ -319,7 +320,7 @@ def conversation_delete(*, user, session_id) -> None:
     pk = session.pk
     with transaction.atomic():
         session.delete()
-        _stop_generations_on_commit([pk])
+        _announce_deleted_on_commit([pk])
 
 
 def conversation_delete_all(*, user) -> int:
@@ -327,7 +328,7 @@ def conversation_delete_all(*, user) -> int:
     with transaction.atomic():
         ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
         ChatSession.objects.filter(pk__in=ids).delete()
-        _stop_generations_on_commit(ids)
+        _announce_deleted_on_commit(ids)
     return len(ids)
 
 
@@ -353,17 +354,20 @@ def conversations_delete_empty(*, older_than: timedelta, dry_run: bool = False) 
     return per_model.get(ChatSession._meta.label, 0)
 
 
-def conversation_set_auto_title(*, session_id, title: str) -> bool:
-    """Store a generated title unless the user renamed the conversation; return if stored."""
-    title = " ".join(str(title).split()).strip("\"'")[:TITLE_MAX_CHARS]
+def conversation_set_auto_title(*, session_id, title: str) -> str | None:
+    """Store a generated title unless the user renamed the conversation.
+
+    Return the title as stored, or None when nothing was stored.
+    """
+    title = " ".join(clean_text(str(title)).split()).strip("\"'")[:TITLE_MAX_CHARS]
     if not title:
-        return False
+        return None
     updated = (
         ChatSession.objects.filter(pk=session_id)
         .exclude(title_source=ChatSession.TitleSource.USER)
         .update(title=title, title_source=ChatSession.TitleSource.AUTO)
     )
-    return bool(updated)
+    return title if updated else None
 
 
 def conversation_set_summary(
@@ -371,7 +375,7 @@ def conversation_set_summary(
 ) -> None:
     """Store the rolling summary of everything up to ``until_message_id``."""
     ChatSession.objects.filter(pk=session_id).update(
-        summary=summary,
+        summary=clean_text(summary),
         summary_until_id=until_message_id,
         summary_message_count=message_count,
     )
@@ -392,6 +396,7 @@ def message_append(
     Expects to run inside the caller's transaction when it is part of a larger write.
     """
     now = at or timezone.now()
+    content = clean_text(content)
     message = Message.objects.create(
         session=session,
         role=role,
@@ -425,13 +430,34 @@ class Reply:
     session_created: bool
     duplicate: bool
     first_message: bool
-    # Replies abandoned by a dead process that this send marked interrupted.
+    # Replies abandoned by a dead writer that this send ended as interrupted.
     interrupted: tuple[int, ...] = ()
+
+
+def _session_for_send(queryset):
+    """Annotate sessions with the reply they are streaming, if any (the partial index)."""
+    streaming = Message.objects.filter(session=OuterRef("pk"), status=Message.Status.STREAMING)
+    return queryset.select_related("model", "run").annotate(
+        streaming_id=Subquery(streaming.values("pk")[:1]),
+        streaming_written_at=Subquery(streaming.values("updated_at")[:1]),
+    )
+
+
+def _abandoned(written_at) -> bool:
+    """Return whether a streaming reply last written at ``written_at`` has no writer."""
+    return written_at < timezone.now() - timedelta(seconds=REPLY_LEASE)
 
 
 @_retry_on_conflict
 def reply_start(
-    *, user, content, session_id=None, model_id=None, run_id=None, client_id=None
+    *,
+    user,
+    content,
+    session_id=None,
+    model_id=None,
+    run_id=None,
+    client_id=None,
+    writing: Collection[int] = (),
 ) -> Reply:
     """Store a user message and an empty ``streaming`` assistant reply to it.
 
@@ -439,43 +465,45 @@ def reply_start(
     there is none); with an unknown ``session_id`` that id becomes a new conversation
     (the ephemeral chat's first message). Sending into an inactive conversation makes it
     active. The same ``client_id`` again returns the stored messages (``duplicate``).
+    A reply still streaming in the conversation refuses the send, unless its writer is
+    gone (not written for REPLY_LEASE seconds and not in ``writing``, the replies the
+    caller's process is writing): then it is ended as interrupted first.
+
+    One short transaction: the user lock (which serialises every send and context switch
+    of ``user``), the session with its streaming reply, two inserts and one update.
     The caller starts the generation once this returns (the transaction has committed).
-    Takes the user lock.
     """
     content = check_message_content(content)
     client_id = _check_client_id(client_id)
     model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
     session_id = selectors.parse_id(session_id, field="session") if session_id else None
+    model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     with transaction.atomic():
         lock_user(user)
         created = False
         if session_id is not None:
-            session = (
-                ChatSession.objects.for_user(user).select_for_update().filter(pk=session_id).first()
-            )
-            if session is None:
-                if ChatSession.objects.filter(pk=session_id).exists():
-                    raise ConversationNotFound()
-                session = _create_session(user=user, model=model, run=run, session_id=session_id)
-                created = True
-            elif (model or run) and (
-                (model and session.model_id != model.pk) or (run and session.run_id != run.pk)
-            ):
+            session = _session_for_send(ChatSession.objects.filter(pk=session_id)).first()
+            if session is not None and session.user_id != user.pk:
+                raise ConversationNotFound()
+            elsewhere = (model and session.model_id != model_pk) if session else False
+            elsewhere = elsewhere or bool(run and session and session.run_id != run_pk)
+            if elsewhere:
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
                 )
         else:
-            session = selectors.session_active(
-                user=user,
-                model_id=model.pk if model else None,
-                run_id=run.pk if run else None,
-            )
-            if session is None:
-                session = _create_session(user=user, model=model, run=run)
-                created = True
+            session = _session_for_send(
+                ChatSession.objects.for_user(user)
+                .in_context(model_id=model_pk, run_id=run_pk)
+                .filter(is_active=True)
+            ).first()
+        if session is None:
+            session = _create_session(user=user, model=model, run=run, session_id=session_id)
+            session.streaming_id = None
+            created = True
         if session.detached_label:
             raise ConversationReadOnly()
-        if client_id is not None:
+        if client_id is not None and not created:
             previous = (
                 Message.objects.filter(session=session, client_id=client_id, role=Message.Role.USER)
                 .select_related("reply")
@@ -484,123 +512,152 @@ def reply_start(
             if previous is not None:
                 reply = getattr(previous, "reply", None)
                 return Reply(session, previous, reply, False, True, False)
-        interrupted = replies_interrupt_abandoned(session_id=session.pk)
-        if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
-            raise GenerationInProgress()
-        if not session.is_active or session.archived:
-            _activate(session)
-        first_message = not Message.objects.filter(session=session, role=Message.Role.USER).exists()
+        interrupted: tuple[int, ...] = ()
+        if session.streaming_id is not None:
+            if session.streaming_id in writing or not _abandoned(session.streaming_written_at):
+                raise GenerationInProgress()
+            if reply_interrupt(message_id=session.streaming_id):
+                interrupted = (session.streaming_id,)
+        activate = not session.is_active or session.archived
+        if activate:
+            _deactivate_context(
+                user=user, model_id=session.model_id, run_id=session.run_id, keep_id=session.pk
+            )
+        # The counter says whether it is empty; rows made outside the services (fixtures)
+        # keep no counter, so an empty one is checked (an index probe, LIMIT 1).
+        first_message = session.message_count == 0 and not (
+            Message.objects.filter(session=session, role=Message.Role.USER).exists()
+        )
         llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
         now = timezone.now()
-        user_message = message_append(
+        replied_at = now + timedelta(microseconds=1)
+        user_message = Message.objects.create(
             session=session,
             role=Message.Role.USER,
             content=content,
             client_id=client_id,
-            at=now,
+            created_at=now,
+            updated_at=now,
         )
-        assistant_message = message_append(
+        assistant_message = Message.objects.create(
             session=session,
             role=Message.Role.ASSISTANT,
             content="",
             status=Message.Status.STREAMING,
             reply_to=user_message,
             llm=llm,
-            at=now + timezone.timedelta(microseconds=1),
+            created_at=replied_at,
+            updated_at=now,
         )
-    session.refresh_from_db()
+        changes = {
+            "message_count": F("message_count") + 2,
+            "last_message_at": replied_at,
+            "activity_at": replied_at,
+            "updated_at": now,
+            "preview": _preview(content),
+        }
+        if not session.title:
+            changes["title"] = provisional_title(content)
+        if activate:
+            changes.update(is_active=True, archived=False)
+        ChatSession.objects.filter(pk=session.pk).update(**changes)
+    session.message_count += 2
+    session.last_message_at = session.activity_at = replied_at
+    session.updated_at = now
+    session.preview = changes["preview"]
+    session.title = changes.get("title", session.title)
+    session.is_active, session.archived = True, False
     return Reply(
-        session, user_message, assistant_message, created, False, first_message, tuple(interrupted)
+        session, user_message, assistant_message, created, False, first_message, interrupted
     )
 
 
-def reply_save_progress(*, message_id: int, content: str) -> None:
-    """Save the partial content of a reply that is still streaming."""
-    Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-        content=content, updated_at=timezone.now()
-    )
+def replies_save_progress(*, contents: dict[int, str], alive: Collection[int] = ()) -> None:
+    """Save the text so far of replies still streaming, and renew the lease of the rest.
+
+    ``contents`` maps reply ids to their text; ``alive`` lists replies whose text did not
+    change: their ``updated_at`` is the heartbeat that tells others a writer is alive.
+    A reply that is no longer streaming is left as it is.
+    """
+    now = timezone.now()
+    streaming = Message.objects.filter(status=Message.Status.STREAMING)
+    with transaction.atomic():
+        for message_id, content in contents.items():
+            streaming.filter(pk=message_id).update(content=clean_text(content), updated_at=now)
+        if alive:
+            streaming.filter(pk__in=list(alive)).update(updated_at=now)
 
 
 def reply_finish(
     *,
     message_id: int,
-    content: str,
     status: str,
+    content: str | None = None,
     error: str = "",
     prompt_tokens: int | None = None,
     completion_tokens: int | None = None,
     tools_used: list | None = None,
 ) -> bool:
-    """Store a reply's final content and status; return False if it was already final."""
+    """Store a reply's final status (and content); return False if it was already final.
+
+    ``content=None`` keeps the text saved so far. The conversation's token totals, its
+    last LLM and its preview follow the reply.
+    """
     if status == Message.Status.STREAMING:
         raise ValueError("a finished reply cannot be streaming")
-    now = timezone.now()
+    fields = {"status": status, "error": clean_text(error), "updated_at": timezone.now()}
+    if content is not None:
+        fields["content"] = content = clean_text(content)
+    if prompt_tokens is not None or completion_tokens is not None:
+        fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+    if tools_used is not None:
+        fields["tools_used"] = tools_used
     with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .filter(pk=message_id, status=Message.Status.STREAMING)
-            .first()
+        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
+            **fields
         )
-        if message is None:
+        if not updated:
             return False
-        fields = {
-            "content": content,
-            "status": status,
-            "error": error,
-            "updated_at": now,
-        }
-        fields["prompt_tokens"] = prompt_tokens
-        fields["completion_tokens"] = completion_tokens
-        if tools_used is not None:
-            fields["tools_used"] = tools_used
-        Message.objects.filter(pk=message_id).update(**fields)
-        session_changes = {
-            "prompt_tokens": F("prompt_tokens") + (prompt_tokens or 0),
-            "completion_tokens": F("completion_tokens") + (completion_tokens or 0),
-            "last_llm": message.llm,
-        }
+        session_changes = {}
+        if prompt_tokens or completion_tokens:
+            session_changes.update(
+                prompt_tokens=F("prompt_tokens") + (prompt_tokens or 0),
+                completion_tokens=F("completion_tokens") + (completion_tokens or 0),
+                last_llm=Subquery(Message.objects.filter(pk=message_id).values("llm")[:1]),
+            )
         if content:
             session_changes["preview"] = _preview(content)
-        ChatSession.objects.filter(pk=message.session_id).update(**session_changes)
+        if session_changes:
+            ChatSession.objects.filter(messages=message_id).update(**session_changes)
     return True
 
 
-def replies_interrupt_abandoned(*, session_id, older_than: float = ABANDONED_AFTER) -> list[int]:
-    """Finish as interrupted the replies of a session no live process writes; return them.
+def reply_interrupt(*, message_id: int) -> bool:
+    """End a streaming reply as interrupted, keeping the text saved so far.
 
-    A reply not written for ``older_than`` seconds has no writer (a live one heartbeats),
-    so it is ended as an error, keeping its saved content.
+    The one ending of a reply whose writer is gone or that a shutdown cut short: status
+    ``error``, error ``interrupted``. Return False if the reply was already final.
     """
-    cutoff = timezone.now() - timezone.timedelta(seconds=older_than)
-    rows = Message.objects.filter(
-        session_id=session_id, status=Message.Status.STREAMING, updated_at__lt=cutoff
-    ).values_list("pk", "content")
-    return [
-        pk
-        for pk, content in rows
-        if reply_finish(
-            message_id=pk, content=content, status=Message.Status.ERROR, error="interrupted"
-        )
-    ]
+    return reply_finish(message_id=message_id, status=Message.Status.ERROR, error=INTERRUPTED)
 
 
-def replies_interrupt(*, stale_after: float | None = None) -> list[tuple[int, str]]:
-    """Mark replies left ``streaming`` by a crash as errors; return (message, session) pairs.
+def replies_settle_abandoned(
+    *, writing: Collection[int] = (), session_id=None
+) -> list[tuple[int, str]]:
+    """End as interrupted every streaming reply whose writer is gone; return them.
 
-    With ``stale_after`` only replies not saved for that many seconds are marked: several
-    server processes share one database and a live reply saves (or heartbeats) often.
+    A live writer renews its reply at least every REPLY_LEASE / 3 seconds, so a reply not
+    written for REPLY_LEASE has none (its process died). ``writing`` lists the replies the
+    caller's own process is writing; ``session_id`` limits it to one conversation.
+    Returns (message id, session id) pairs, at most SETTLE_BATCH a call.
     """
-    qs = Message.objects.filter(status=Message.Status.STREAMING)
-    if stale_after is not None:
-        qs = qs.filter(updated_at__lt=timezone.now() - timezone.timedelta(seconds=stale_after))
-    with transaction.atomic():
-        rows = list(qs.select_for_update().values_list("pk", "session_id"))
-        Message.objects.filter(
-            pk__in=[pk for pk, _ in rows], status=Message.Status.STREAMING
-        ).update(status=Message.Status.ERROR, error="interrupted", updated_at=timezone.now())
-    return [(pk, str(session_id)) for pk, session_id in rows]
-
-
-def replies_mark_interrupted(*, stale_after: float | None = None) -> int:
-    """Mark replies left ``streaming`` by a crash as errors; return how many."""
-    return len(replies_interrupt(stale_after=stale_after))
+    cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
+    rows = Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
+    if session_id is not None:
+        rows = rows.filter(session_id=session_id)
+    rows = list(
+        rows.exclude(pk__in=list(writing))
+        .order_by("pk")
+        .values_list("pk", "session_id")[:SETTLE_BATCH]
+    )
+    return [(pk, str(session)) for pk, session in rows if reply_interrupt(message_id=pk)]

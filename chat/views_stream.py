@@ -1,216 +1,235 @@
 """``POST /api/chat/stream``: one reply as Server-Sent Events (SPEC 4.1, 4.2).
 
 The same events as the WebSocket, each as ``data: {json}``. The reply is written by the
-engine, not by this response: a client that goes away does not stop it.
+streaming engine, not by this response: a client that goes away does not stop it.
+
+config/asgi.py serves this view without Django's middleware (each sync middleware costs
+two thread hops under ASGI), so the view validates the host, authenticates (a bearer
+token, or the session cookie with its CSRF check) and answers errors in the API's one
+shape itself. A bearer-token request is authenticated and its message stored in one
+unit of database work.
 """
 
 import asyncio
-import json
+import uuid
 
-from asgiref.sync import sync_to_async
-from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import get_user
+from django.core.exceptions import DisallowedHost
 from django.http import JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.tokens import token_user
+from accounts.tokens import bearer_token, token_user
 
-from . import engine, ratelimit, services
+from . import selectors, streaming
 from .exceptions import DomainError
 from .models import Message
-from .rendering import render_markdown
+from .streaming import events
+from .text import parse_json
 
 ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
 # Seconds of silence before a ``: ping`` comment (keeps proxies from closing the stream)
-# and a look at the stored reply (so a lost ``done`` cannot hang the stream forever).
+# and a look at the stored reply (so nothing can leave the stream hanging).
 KEEPALIVE_INTERVAL = 15.0
+PING = b": ping\n\n"
 
 
-def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
-    body = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return JsonResponse({"error": body}, status=status)
+class NotAuthenticated(DomainError):
+    status = 401
+    code = "not_authenticated"
+    default_message = "Authentication credentials were not given."
 
 
-def _csrf_failure(request) -> JsonResponse | None:
-    """Return a 403 response if a session-authenticated request fails the CSRF check."""
-    check = CsrfViewMiddleware(lambda req: None)
-    check.process_request(request)
-    rejected = check.process_view(request, None, (), {})
-    if rejected is not None:
-        return _error(403, "csrf_failed", "CSRF verification failed.")
-    return None
+class InvalidToken(NotAuthenticated):
+    default_message = "The token is invalid or expired."
 
 
-async def _authenticate(request):
-    """Return (user, error response): a bearer token, else the session with CSRF."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        user = await database_sync_to_async(token_user)(header[7:].strip())
-        if user is None:
-            return None, _error(401, "not_authenticated", "The token is invalid or expired.")
-        return user, None
-    user = await request.auser()
-    if not user.is_authenticated:
-        return None, _error(401, "not_authenticated", "Authentication credentials were not given.")
-    failure = await sync_to_async(_csrf_failure)(request)
-    return (None, failure) if failure else (user, None)
+class CsrfFailed(DomainError):
+    status = 403
+    code = "csrf_failed"
+    default_message = "CSRF verification failed."
 
 
-def _parse(body: bytes) -> tuple[dict | None, JsonResponse | None]:
+def _error(exc: DomainError) -> JsonResponse:
+    body = {"code": exc.code, "message": exc.message}
+    if exc.field and exc.status == 400:
+        body["fields"] = {exc.field: [exc.message]}
+    response = JsonResponse({"error": body}, status=exc.status)
+    if retry_after := getattr(exc, "retry_after", None):
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def _parse(body: bytes) -> dict:
+    """Return the request's fields, checked for shape; raise DomainError if malformed."""
     try:
-        data = json.loads(body or b"")
-    except (ValueError, UnicodeDecodeError):
-        return None, _error(400, "invalid_json", "The body is not valid JSON.")
+        data = parse_json(body or b"")
+    except ValueError as exc:
+        error = DomainError(str(exc))
+        error.code = "invalid_json"
+        raise error from None
     if not isinstance(data, dict):
-        return None, _error(400, "invalid", "The body must be a JSON object.")
+        raise DomainError("The body must be a JSON object.")
     unknown = sorted(data.keys() - ALLOWED_FIELDS)
     if unknown:
-        return None, _error(
-            400,
-            "unknown_fields",
-            f"Unknown fields: {', '.join(unknown)}.",
-            {name: "Unknown field." for name in unknown},
-        )
+        raise DomainError(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
     if "message" not in data:
-        return None, _error(400, "invalid", "message is required.", {"message": "Required."})
-    return data, None
+        raise DomainError("message is required.", field="message")
+    for name in ("session", "client_id"):
+        if data.get(name) is not None and not isinstance(data[name], str):
+            raise DomainError(f"{name} must be a string.", field=name)
+    if data.get("session"):
+        try:
+            uuid.UUID(data["session"])
+        except ValueError:
+            raise DomainError(
+                f"'{data['session'][:64]}' is not a valid conversation id.", field="session"
+            ) from None
+    for name in ("model", "run"):
+        value = data.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise DomainError(f"{name} must be an integer id.", field=name)
+    return data
 
 
-def _sse(event: dict) -> bytes:
-    return f"data: {json.dumps(event)}\n\n".encode()
+def _session_user(request):
+    """Return the signed-in user of the session cookie (sync: reads the session store)."""
+    from importlib import import_module
+
+    engine = import_module(settings.SESSION_ENGINE)
+    request.session = engine.SessionStore(request.COOKIES.get(settings.SESSION_COOKIE_NAME))
+    return get_user(request)
 
 
-def _stored_end(session_id, state: dict) -> list[dict]:
-    """Return the events that replay a final stored reply: its text, then done or error."""
-    session = str(session_id)
-    events = [
-        {
-            "type": "token",
-            "session": session,
-            "message": state["message"],
-            "content": state["content"],
-            "offset": 0,
-        }
-    ]
-    if state["status"] == Message.Status.ERROR:
-        events.append(
-            {
-                "type": "error",
-                "session": session,
-                "message": state["message"],
-                "error": state["error"] or "The reply failed.",
-            }
-        )
-    else:
-        events.append(
-            {
-                "type": "done",
-                "session": session,
-                "message": state["message"],
-                "html": render_markdown(state["content"]),
-                "usage": None,
-                "status": state["status"],
-            }
-        )
-    return events
+def _csrf_refused(request) -> bool:
+    check = CsrfViewMiddleware(lambda req: None)
+    check.process_request(request)
+    return check.process_view(request, None, (), {}) is not None
 
 
-async def _final_state(session_id, message_id) -> dict | None:
-    """Return the stored reply ``message_id`` if it is final (ending it if abandoned)."""
-    state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
-    if state is None or state["message"] != message_id:
-        return None
-    if state["status"] == Message.Status.STREAMING:
-        if not await engine.afinish_abandoned(session_id=session_id):
-            return None
-        state = await database_sync_to_async(engine.reply_state)(session_id=session_id)
-    return state if state["status"] != Message.Status.STREAMING else None
+def _begin_with_token(raw: str, fields: dict, writing) -> tuple[object, streaming.Prepared]:
+    """Authenticate a bearer token and store the message: one unit of database work."""
+    user = token_user(raw)
+    if user is None:
+        raise InvalidToken()
+    return user, streaming.prepare(user=user, writing=writing, **fields)
 
 
-@csrf_exempt  # checked in _authenticate for session auth; bearer tokens need none
+def _begin_with_session(request, fields: dict, writing) -> tuple[object, streaming.Prepared]:
+    user = getattr(request, "user", None) or _session_user(request)
+    if not user.is_authenticated:
+        raise NotAuthenticated()
+    if _csrf_refused(request):
+        raise CsrfFailed()
+    return user, streaming.prepare(user=user, writing=writing, **fields)
+
+
+class _Stream:
+    """An SSE response as a watcher: the events of its reply, until that reply ends."""
+
+    def __init__(self, message: int | None):
+        self.message = message
+        self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
+
+    def deliver(self, event: events.Event) -> None:
+        if event.kind in ("token", "status", "done", "error", "session"):
+            if event.message in (None, self.message) or event.kind == "session":
+                self.queue.put_nowait(event)
+        elif event.kind == "title":
+            self.queue.put_nowait(event)
+
+    async def body(self, engine, session: str):
+        heard = True
+        ticker = asyncio.get_running_loop().call_later(KEEPALIVE_INTERVAL, self._tick)
+        try:
+            while True:
+                event = await self.queue.get()
+                if event is _TICK:
+                    if heard:
+                        heard = False
+                    else:
+                        yield PING
+                        if await self._ended_in_store(engine, session):
+                            return
+                    ticker = asyncio.get_running_loop().call_later(KEEPALIVE_INTERVAL, self._tick)
+                    continue
+                heard = True
+                yield b"data: " + event.data + b"\n\n"
+                if event.ends_reply and event.message == self.message:
+                    return
+                if event.kind == "error" and event.message is None:
+                    return  # the conversation was deleted
+        finally:
+            ticker.cancel()
+            engine.unwatch(session, self)
+
+    def _tick(self) -> None:
+        self.queue.put_nowait(_TICK)
+
+    async def _ended_in_store(self, engine, session: str) -> bool:
+        """After a long silence, replay the reply from the database if it has ended."""
+        state = await streaming.db.run(selectors.reply_state, session_id=session)
+        if state is None or state["pk"] != self.message:
+            return False
+        if state["status"] == Message.Status.STREAMING:
+            await engine.settle_abandoned(session=session)
+            return False  # if it was abandoned, the error event is on its way
+        for event in streaming.stored_reply_events(session, state):
+            self.queue.put_nowait(event)
+        return False
+
+
+_TICK = events.Event("tick", "", None, {}, b"")
+
+
+@csrf_exempt  # checked in _begin_with_session for session auth; bearer tokens need none
 async def stream_view(request):
     """Store the message and stream the reply as text/event-stream."""
+    try:
+        request.get_host()  # ALLOWED_HOSTS: no middleware checks it on this path
+    except DisallowedHost:
+        return _error(DomainError("The Host header is not allowed."))
     if request.method != "POST":
-        return _error(405, "method_not_allowed", "Use POST.")
-    user, failure = await _authenticate(request)
-    if failure is not None:
-        return failure
-    data, failure = _parse(request.body)
-    if failure is not None:
-        return failure
+        error = DomainError("Use POST.")
+        error.status, error.code = 405, "method_not_allowed"
+        return _error(error)
+    engine = streaming.Engine.current()
     try:
-        await database_sync_to_async(ratelimit.check_send_rate)(user_id=user.pk)
-    except ratelimit.RateLimited as exc:
-        response = _error(429, exc.code, exc.message)
-        response["Retry-After"] = str(exc.retry_after)
-        return response
-    try:
-        reply = await database_sync_to_async(services.reply_start)(
-            user=user,
-            content=data["message"],
-            session_id=data.get("session"),
-            model_id=data.get("model"),
-            run_id=data.get("run"),
-            client_id=data.get("client_id"),
-        )
-    except DomainError as exc:
-        fields = {exc.field: exc.message} if exc.field and exc.status == 400 else None
-        return _error(exc.status, exc.code, exc.message, fields)
-
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    group = engine.session_group(reply.session.pk)
-    await layer.group_add(group, channel)
-    engine.start_generation(reply)
-    message_id = reply.assistant_message.pk if reply.assistant_message else None
-
-    async def events():
-        receiving = None
-        try:
-            yield _sse(
-                {
-                    "type": "session",
-                    "session": str(reply.session.pk),
-                    "title": reply.session.title,
-                    "created": reply.session_created,
-                    "message": message_id,
-                }
+        data = _parse(request.body)
+        fields = {
+            "content": data["message"],
+            "session_id": data.get("session"),
+            "model_id": data.get("model"),
+            "run_id": data.get("run"),
+            "client_id": data.get("client_id"),
+        }
+        raw = bearer_token(request.headers.get("Authorization"))
+        if raw is not None:
+            _, prepared = await streaming.db.run(_begin_with_token, raw, fields, engine.writing())
+        else:
+            _, prepared = await streaming.db.run(
+                _begin_with_session, request, fields, engine.writing()
             )
-            if message_id is None:
-                return  # a duplicate of a message that never got a reply: nothing to wait for
-            if reply.duplicate:
-                state = await _final_state(reply.session.pk, message_id)
-                if state is not None:
-                    for event in _stored_end(reply.session.pk, state):
-                        yield _sse(event)
-                    return
-            while True:
-                # One receive at a time, never cancelled while waiting: cancelling a
-                # channels-redis receive can drop another channel's message.
-                receiving = receiving or asyncio.ensure_future(layer.receive(channel))
-                done, _ = await asyncio.wait({receiving}, timeout=KEEPALIVE_INTERVAL)
-                if not done:
-                    yield b": ping\n\n"
-                    state = await _final_state(reply.session.pk, message_id)
-                    if state is not None:
-                        for event in _stored_end(reply.session.pk, state):
-                            yield _sse(event)
-                        return
-                    continue
-                event = receiving.result()["event"]
-                receiving = None
-                yield _sse(event)
-                if event["type"] in ("done", "error") and event.get("message") == message_id:
-                    return
-        finally:
-            if receiving is not None:
-                receiving.cancel()
-            await layer.group_discard(group, channel)
-
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    except DomainError as exc:
+        return _error(exc)
+    reply = prepared.reply
+    session = str(reply.session.pk)
+    message = reply.assistant_message.pk if reply.assistant_message else None
+    stream = _Stream(message)
+    started = events.session_started(reply, duplicate=reply.duplicate)
+    if message is None:
+        # A duplicate of a message that never got a reply: nothing to wait for.
+        body = iter([b"data: " + started.data + b"\n\n"])
+        response = StreamingHttpResponse(body, content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        return response
+    stream.deliver(started)
+    if prepared.startable:
+        engine.launch(reply, prepared.context, stream)
+    else:
+        await streaming.follow(engine, session, stream)
+    response = StreamingHttpResponse(stream.body(engine, session), content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

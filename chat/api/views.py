@@ -18,7 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.tokens import token_issue
-from chat import exports, selectors, services
+from chat import exports, selectors, services, streaming
 from chat.exceptions import ConversationNotFound
 
 from . import serializers as s
@@ -288,16 +288,13 @@ class MessageListView(APIView):
     def post(self, request, session_id):
         session = selectors.session_get(user=request.user, session_id=session_id)
         data = parse(s.MessageCreateSerializer, request.data)
-        reply = services.reply_start(
+        reply = streaming.send_sync(
             user=request.user,
             content=data["content"],
             session_id=session.pk,
             client_id=data.get("client_id"),
+            check_rate=False,  # MessageSendThrottle counted it
         )
-        if not reply.duplicate:
-            from chat import engine
-
-            engine.start_generation(reply)
         body = {
             "user_message": s.MessageSerializer(reply.user_message).data,
             "assistant_message": (
@@ -321,10 +318,7 @@ class SessionStopView(APIView):
         description="The partial reply is kept with status `stopped`.",
     )
     def post(self, request, session_id):
-        session = selectors.session_get(user=request.user, session_id=session_id)
-        from chat import engine
-
-        stopped = engine.stop_generation(user=request.user, session_id=session.pk)
+        stopped = streaming.stop_sync(user=request.user, session_id=session_id)
         return Response({"stopped": bool(stopped)})
 
 

@@ -81,12 +81,20 @@ def database_config(url: str, *, pool: bool) -> dict:
         options.setdefault("timeout", 30)
         options.setdefault("transaction_mode", "IMMEDIATE")
         options.setdefault("init_command", "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;")
+        # Connections persist per thread (opening one costs more than most statements).
+        config.setdefault("CONN_MAX_AGE", None)
+        config.setdefault("CONN_HEALTH_CHECKS", True)
     elif engine == "django.db.backends.postgresql" and pool:
         # Under ASGI every sync_to_async thread would otherwise open its own connection.
         options.setdefault(
             "pool",
             {"min_size": 2, "max_size": env.int("DB_POOL_MAX_SIZE", default=20), "timeout": 10},
         )
+    if engine == "django.db.backends.postgresql":
+        # With the pool, psycopg checks a connection before handing it out; without it,
+        # Django checks a persistent one before each request. Either way a connection
+        # PostgreSQL closed (a restart, a failover, a killed backend) costs no request.
+        config.setdefault("CONN_HEALTH_CHECKS", True)
     return config
 
 
@@ -159,9 +167,19 @@ LLM_TITLE_MODEL = env("LLM_TITLE_MODEL", default="") or LLM_MODEL
 LLM_SUMMARY_MODEL = env("LLM_SUMMARY_MODEL", default="") or LLM_MODEL
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
 
+# Threads that run the streaming path's database work (chat/streaming/db.py); keep it at
+# or below DB_POOL_MAX_SIZE, which Django's sync views share.
+STREAMING_DB_THREADS = env.int("STREAMING_DB_THREADS", default=8)
+
 # Conversations (SPEC 3).
 CONTEXT_MESSAGES = env.int("CONTEXT_MESSAGES", default=30)
 SUMMARY_THRESHOLD = env.int("SUMMARY_THRESHOLD", default=60)
+# Messages that leave the recent window before the rolling summary is refreshed: 20 (ten
+# question-and-reply turns) makes one summary call per ten replies.
+SUMMARY_EVERY = env.int("SUMMARY_EVERY", default=20)
+# The most a reply's context may hold (estimated at four characters a token); the
+# newest messages are kept.
+CONTEXT_TOKEN_BUDGET = env.int("CONTEXT_TOKEN_BUDGET", default=24_000)
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=32_000)
 
 REST_FRAMEWORK = {
@@ -181,8 +199,12 @@ REST_FRAMEWORK = {
 # Per-user rate limits of the REST API ("<count>/<second|minute|hour|day>").
 THROTTLE_MESSAGES = env("THROTTLE_MESSAGES", default="30/min")
 THROTTLE_TOKENS = env("THROTTLE_TOKENS", default="10/min")
-# Seconds between sweeps marking replies a dead process left streaming; 0 disables.
-RECOVERY_INTERVAL = env.float("PARLOR_RECOVERY_INTERVAL", default=60.0)
+# Seconds between sweeps ending replies a dead process left streaming (any live process
+# ends them within the 6 s lease plus this); 0 disables the sweep.
+RECOVERY_INTERVAL = env.float("PARLOR_RECOVERY_INTERVAL", default=2.0)
+# Seconds a process told to stop (SIGTERM) lets its replies in flight finish; what is not
+# finished by then is saved and ended as interrupted, and its readers told.
+SHUTDOWN_GRACE = env.float("SHUTDOWN_GRACE", default=25.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Parlor API",
     "DESCRIPTION": "Conversations with an AI assistant: general, per model, per run.",

@@ -23,7 +23,7 @@ if (
     DATABASES["default"]["TEST"]["NAME"] = str(
         Path(tempfile.gettempdir()) / f"parlor-test-{os.getpid()}.sqlite3"
     )
-# No background sweep racing the tests; they call engine.recover_interrupted() themselves.
+# No background sweep racing the tests; they settle abandoned replies themselves.
 RECOVERY_INTERVAL = 0
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

@@ -194,7 +194,7 @@ def test_stop_without_a_reply_in_flight_answers_false(api, session):
 
 @pytest.mark.django_db(transaction=True)
 def test_reply_is_written_by_the_development_llm(user):
-    from chat import engine
+    from chat import streaming
 
     from .conftest import bearer_client
 
@@ -217,17 +217,12 @@ def test_reply_is_written_by_the_development_llm(user):
     assert [m["status"] for m in page["results"]] == ["complete", "complete"]
     assert ChatSession.objects.get(pk=session["id"]).message_count == 2
     # Let the background title job finish before the test database goes away.
-    engine_loop = engine._background_loop()
-    import asyncio
-
-    asyncio.run_coroutine_threadsafe(engine.drain(10), engine_loop).result(15)
+    streaming.wait_idle_sync(10)
 
 
 @pytest.mark.django_db(transaction=True)
 def test_stop_keeps_the_partial_reply_as_stopped(user, settings):
-    import asyncio
-
-    from chat import engine
+    from chat import streaming
     from chat.devllm import DevConfig, DevLLMThread
 
     from .conftest import bearer_client
@@ -250,6 +245,6 @@ def test_stop_keeps_the_partial_reply_as_stopped(user, settings):
                 break
             time.sleep(0.05)
         assert reply.status == Message.Status.STOPPED
-        asyncio.run_coroutine_threadsafe(engine.drain(10), engine._background_loop()).result(15)
+        streaming.wait_idle_sync(10)
     finally:
         server.stop()

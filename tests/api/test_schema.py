@@ -4,7 +4,6 @@ Every operation gets a few generated requests through the real WSGI stack, authe
 with a bearer token; no response may be a server error or differ from the schema.
 """
 
-import asyncio
 
 import pytest
 import schemathesis
@@ -62,7 +61,7 @@ def test_schema_and_docs_are_served():
 
 @pytest.mark.django_db(transaction=True)
 def test_api_conforms_to_its_schema(user, model, run):
-    from chat import engine
+    from chat import streaming
 
     raw, _ = token_issue(user=user)
     session, _ = services.conversation_start(user=user)
@@ -104,4 +103,4 @@ def test_api_conforms_to_its_schema(user, model, run):
         assert not failures, "\n\n".join(failures)
     finally:
         # Replies started by generated messages finish before the tables are flushed.
-        asyncio.run_coroutine_threadsafe(engine.drain(10), engine._background_loop()).result(15)
+        streaming.wait_idle_sync(10)

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 
 from accounts.tokens import token_issue
-from chat import engine
+from chat import streaming
 from chat.devllm import DevConfig, DevLLMThread
 
 
@@ -62,4 +62,4 @@ async def finish(*communicators) -> None:
     """Close sockets and wait for the engine's background work on this loop."""
     for communicator in communicators:
         await communicator.disconnect()
-    await engine.drain(10)
+    await streaming.Engine.current().wait_idle(10)

@@ -8,7 +8,7 @@ from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from chat import engine
+from chat import services, streaming
 from chat.devllm import free_port
 from chat.models import ChatSession, Message
 from tests.factories import (
@@ -159,6 +159,7 @@ async def test_failed_title_keeps_the_provisional_title(dev_llm):
 async def test_summary_is_made_past_the_threshold_and_kept_rolling(dev_llm, settings):
     settings.SUMMARY_THRESHOLD = 4
     settings.CONTEXT_MESSAGES = 2
+    settings.SUMMARY_EVERY = 2
     user = await make(UserFactory)
     socket = await open_socket(user)
     session_id = None
@@ -170,7 +171,7 @@ async def test_summary_is_made_past_the_threshold_and_kept_rolling(dev_llm, sett
         events = await receive_until(socket)
         session_id = events[0]["session"]
         assert events[-1]["type"] == "done"
-        await engine.drain(5)
+        await streaming.Engine.current().wait_idle(5)
         row = await session_row(session_id)
         if n == 1:
             assert row.summary == ""  # 4 messages: not past the threshold
@@ -306,7 +307,7 @@ async def test_crash_recovery_marks_only_stale_streaming_replies():
     live = await make(
         MessageFactory, session=session, role="assistant", content="live", status="streaming"
     )
-    marked = await database_sync_to_async(engine.recover_interrupted)()
+    marked = await streaming.Engine.current().settle_abandoned()
 
     assert marked == 1
     stale_row, live_row = await messages_of(session.pk)
@@ -449,20 +450,53 @@ async def test_recovery_sweep_tells_open_tabs_about_the_replies_it_marks():
     socket = await open_socket(user)
     await socket.send_json_to({"type": "subscribe", "session": str(session.pk)})
     await receive_until(socket)  # the stored reply, then done
-    old = timezone.now() - timezone.timedelta(seconds=engine.STALE_AFTER + 5)
+    old = timezone.now() - timezone.timedelta(seconds=services.REPLY_LEASE + 1)
     stale = await make(
         MessageFactory, session=session, role="assistant", status="streaming", updated_at=old
     )
-    assert await database_sync_to_async(engine.recover_interrupted)() == 1
+    assert await streaming.Engine.current().settle_abandoned() == 1
     event = (await receive_until(socket, types=("error",), timeout=3))[-1]
     await finish(socket)
     assert (event["message"], event["error"]) == (stale.pk, "interrupted")
 
 
-def test_a_live_reply_heartbeats_well_within_the_abandoned_and_stale_limits():
-    from chat import services
+async def test_a_slow_live_reply_outlives_its_lease_and_a_dead_one_is_settled(dev_llm, monkeypatch):
+    """A live reply renews its lease while it lasts; the sweep ends only dead ones."""
+    from chat.streaming import engine as engine_module
+    from chat.streaming import generation as generation_module
 
-    assert 2 * engine.HEARTBEAT_INTERVAL <= services.ABANDONED_AFTER < engine.STALE_AFTER <= 45
+    monkeypatch.setattr(services, "REPLY_LEASE", 0.6)
+    monkeypatch.setattr(generation_module, "HEARTBEAT_INTERVAL", 0.15)
+    monkeypatch.setattr(engine_module, "HEARTBEAT_INTERVAL", 0.15)
+    monkeypatch.setattr(engine_module, "TICK", 0.05)
+    user = await make(UserFactory)
+    socket = await open_socket(user)
+    # Slow: nothing for 1.5 s (past the lease twice over), then the reply.
+    await socket.send_json_to({"type": "send", "content": "Hi [dev:first_token_ms=1500]"})
+    session_id = json.loads(await socket.receive_from(timeout=3))["session"]
+    engine = streaming.Engine.current()
+    swept = 0
+    for _ in range(12):  # sweeps from another process's point of view (writing=nothing)
+        await asyncio.sleep(0.1)
+        swept += len(
+            await database_sync_to_async(services.replies_settle_abandoned)(session_id=session_id)
+        )
+    events = await receive_until(socket, timeout=5)
+    assert swept == 0
+    assert events[-1]["type"] == "done"
+    # A reply whose writer died (no generation renews it) is settled once its lease ends.
+    dead = await make(
+        MessageFactory,
+        session=await session_row(session_id),
+        role="assistant",
+        status="streaming",
+        content="cut",
+    )
+    await asyncio.sleep(0.7)
+    assert await engine.settle_abandoned() == 1
+    event = (await receive_until(socket, types=("error",), timeout=3))[-1]
+    await finish(socket)
+    assert (event["message"], event["code"]) == (dead.pk, "interrupted")
 
 
 async def test_websocket_sends_are_rate_limited_with_a_readable_error(dev_llm, settings):
@@ -512,13 +546,18 @@ async def test_deleting_a_conversation_mid_reply_stops_its_generation(dev_llm):
     head = await receive_until(socket, types=("token",))
     session_id = head[0]["session"]
     await database_sync_to_async(services.conversation_delete)(user=user, session_id=session_id)
-    await engine.drain(5)
+    engine = streaming.Engine.current()
+    await engine.wait_idle(5)
     tail = []
     while not await socket.receive_nothing(timeout=0.2):
         tail.append(json.loads(await socket.receive_from()))
     await finish(socket)
 
-    assert engine._key(session_id) not in engine._generations
+    assert session_id not in engine.generations
     assert [e for e in tail if e["type"] == "done"] == []
+    # The socket was told, once, and hears nothing more of that conversation.
+    gone = [e for e in tail if e["type"] == "error"]
+    assert [(e["session"], e["code"]) for e in gone] == [(session_id, "not_found")]
+    assert tail[-1] == gone[0]
     assert dev_llm.stats.disconnects == disconnects + 1
     assert await messages_of(session_id) == []

@@ -41,8 +41,12 @@ async def test_tool_call_is_assembled_from_its_chunks(dev_llm):
 @pytest.mark.parametrize(
     ("content", "reason"),
     [
-        ("x [dev:fault=500]", "The language model answered with HTTP 500: Injected failure (500)."),
-        ("x [dev:fault=429]", "The language model answered with HTTP 429: Injected failure (429)."),
+        ("x [dev:fault=500]", "The language model answered with an error (HTTP 500)."),
+        (
+            "x [dev:fault=429]",
+            "The language model is busy (rate limited); please try again shortly.",
+        ),
+        ("x [dev:fault=401]", "The language model refused the server's credentials."),
         ("x [dev:fault=die]", "The connection to the language model broke off mid-reply."),
         ("x [dev:fault=malformed]", "The language model sent a malformed response."),
         ("x [dev:fault=hang]", "The language model did not answer within 0.3 seconds."),
@@ -56,6 +60,17 @@ async def test_upstream_failures_become_llm_errors_with_a_reason(
     with pytest.raises(llm.LLMError) as caught:
         await collect(content)
     assert caught.value.reason == reason
+    # The provider's own words go to the log, never to the user.
+    assert "Injected" not in caught.value.reason
+
+
+async def test_text_the_database_cannot_store_arrives_as_replacement_characters(dev_llm):
+    """NUL, half of a surrogate pair and bytes that are not UTF-8 become U+FFFD."""
+    text = "".join(e.text for e in await collect("x [dev:fault=odd_text]"))
+    assert "\x00" not in text
+    assert text.encode("utf-8")  # no lone surrogate survives
+    assert text.count("\ufffd") >= 3
+    assert text.startswith("before") and text.endswith("after")
 
 
 async def test_refused_connection_is_an_llm_error(settings):

@@ -20,7 +20,7 @@ from chat.exceptions import (
 )
 from chat.models import ChatSession, Message
 from models_app import services as model_services
-from tests.factories import ModelFactory, RunFactory
+from tests.factories import ModelFactory, RunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -256,7 +256,7 @@ def test_a_second_message_while_a_reply_streams_is_refused(user):
 
 def test_reply_finish_is_final_once(user):
     reply = services.reply_start(user=user, content="Hi")
-    services.reply_save_progress(message_id=reply.assistant_message.pk, content="Par")
+    services.replies_save_progress(contents={reply.assistant_message.pk: "Par"})
     assert Message.objects.get(pk=reply.assistant_message.pk).content == "Par"
     assert services.reply_finish(
         message_id=reply.assistant_message.pk, content="Partial", status=Message.Status.STOPPED
@@ -268,10 +268,16 @@ def test_reply_finish_is_final_once(user):
     assert (message.content, message.status) == ("Partial", Message.Status.STOPPED)
 
 
-def test_interrupted_replies_become_errors_with_their_content(user):
+def test_replies_whose_writer_died_become_errors_with_their_content(user):
     reply = services.reply_start(user=user, content="Hi")
-    services.reply_save_progress(message_id=reply.assistant_message.pk, content="Half a rep")
-    assert services.replies_mark_interrupted() == 1
+    live = services.reply_start(user=UserFactory(), content="Hi")
+    services.replies_save_progress(contents={reply.assistant_message.pk: "Half a rep"})
+    # Its writer stopped renewing it a lease ago; the other one is alive.
+    lapsed = timezone.now() - timedelta(seconds=services.REPLY_LEASE + 1)
+    Message.objects.filter(pk=reply.assistant_message.pk).update(updated_at=lapsed)
+    settled = services.replies_settle_abandoned()
+    assert settled == [(reply.assistant_message.pk, str(reply.session.pk))]
+    assert Message.objects.get(pk=live.assistant_message.pk).status == Message.Status.STREAMING
     message = Message.objects.get(pk=reply.assistant_message.pk)
     assert (message.status, message.error, message.content) == (
         Message.Status.ERROR,

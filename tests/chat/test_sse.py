@@ -7,7 +7,7 @@ from channels.db import database_sync_to_async
 from django.test import AsyncClient
 
 from accounts.tokens import token_issue
-from chat import engine
+from chat import streaming
 from chat.models import ChatSession, Message
 from tests.factories import ChatSessionFactory, UserFactory
 
@@ -55,7 +55,7 @@ async def test_stream_sends_session_tokens_and_done_as_event_stream():
     assert response.status_code == 200
     assert response["Content-Type"] == "text/event-stream"
     events = parse([chunk async for chunk in response.streaming_content])
-    await engine.drain()
+    await streaming.Engine.current().wait_idle()
 
     assert events[0]["type"] == "session" and events[0]["created"] is True
     assert events[-1]["type"] == "done"
@@ -76,7 +76,7 @@ async def test_client_going_away_does_not_stop_the_reply():
     stream = aiter(response.streaming_content)
     first = json.loads((await anext(stream)).decode()[6:])
     await stream.aclose()  # the client disconnects after the first event
-    await engine.drain()
+    await streaming.Engine.current().wait_idle()
 
     reply = await database_sync_to_async(lambda: Message.objects.get(pk=first["message"]))()
     assert reply.status == "complete"
@@ -98,7 +98,10 @@ async def test_session_auth_requires_csrf_and_bearer_does_not():
     [
         (b"{nope", 400, "invalid_json"),
         (b"[1]", 400, "invalid"),
-        (b'{"message": "hi", "colour": 1}', 400, "unknown_fields"),
+        (b'{"message": "hi", "colour": 1}', 400, "invalid"),
+        (b'{"message": ' + b"[" * 2000 + b"]" * 2000 + b"}", 400, "invalid_json"),
+        (b'{"message": "hi", "model": "1"}', 400, "invalid"),
+        (b'{"message": "hi", "session": 7}', 400, "invalid"),
         (b"{}", 400, "invalid"),
         (b'{"message": ""}', 400, "empty_message"),
         (b'{"message": 5}', 400, "invalid"),

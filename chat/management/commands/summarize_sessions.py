@@ -5,8 +5,8 @@ import asyncio
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from chat import engine
 from chat.models import ChatSession
+from chat.streaming import jobs
 
 
 class Command(BaseCommand):
@@ -24,7 +24,7 @@ class Command(BaseCommand):
         async def run():
             done = 0
             for session_id in ids:
-                if await engine.summarize_session(session_id):
+                if await jobs.summarize(session=session_id, force=True):
                     done += 1
             return done
 
