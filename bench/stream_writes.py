@@ -1,107 +1,207 @@
-"""Database writes and frames of one long reply (``python -m bench.stream_writes``).
+"""Database writes of one long reply, counted at the cursor (``python -m bench.stream_writes``).
 
-A 1,000-token reply from the development LLM over HTTP, through the real engine, with
-every INSERT/UPDATE counted at the database cursor and every token frame counted on the
-session's channel-layer group. Two speeds: as fast as the dev LLM can stream, and
-~200 tokens/s (5 ms a token), which is faster than real providers.
+Parlor's ASGI application (``config.asgi:application``, the public entry point) is served
+by uvicorn from a thread of this process, so every INSERT/UPDATE/DELETE it runs can be
+counted at Django's cursor; the reply itself goes through ``POST /api/chat/stream`` from
+outside, so nothing here depends on how the engine is built. Upstream: the bench's fake
+upstream (``[dev:…]`` hints: 1,000 tokens, at full speed and at 5 ms/token, i.e. ~200
+tokens/s, faster than real providers).
+
+Writes are split at the ``session`` event (``reply_start``: the user message, the reply's
+placeholder, the conversation) and counted until the reply is final plus a short settle
+(the final save and whatever follows it), into an existing conversation (no title job).
 """
 
 import asyncio
 import json
-import os
+import re
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TOKENS = 1000
+SETTLE = 1.0
+WRITE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
 
 
-def _count_writes():
-    from django.db.backends import utils
+class _Writes:
+    """Every INSERT/UPDATE/DELETE run through Django's cursors, with its table."""
 
-    writes: list[str] = []
-    original = utils.CursorWrapper._execute_with_wrappers
+    def __init__(self):
+        from django.db.backends import utils
 
-    def counting(self, sql, params, many, executor):
-        if sql.lstrip().upper().startswith(("UPDATE", "INSERT")):
-            writes.append(sql.split('"')[1] if '"' in sql else sql[:30])
-        return original(self, sql, params, many, executor)
+        self.lock = threading.Lock()
+        self.rows: list[tuple[float, str]] = []
+        self._utils = utils
+        self._original = utils.CursorWrapper._execute_with_wrappers
+        original = self._original
+        writes = self
 
-    utils.CursorWrapper._execute_with_wrappers = counting
-    return writes
+        def counting(cursor, sql, params, many, executor):
+            match = WRITE.match(sql)
+            if match:
+                table = match.group(1)
+                with writes.lock:
+                    writes.rows.append((time.perf_counter(), table))
+            return original(cursor, sql, params, many, executor)
+
+        utils.CursorWrapper._execute_with_wrappers = counting
+
+    def between(self, start: float, end: float) -> list[str]:
+        with self.lock:
+            return [t for at, t in self.rows if start <= at < end]
+
+    def restore(self) -> None:
+        self._utils.CursorWrapper._execute_with_wrappers = self._original
 
 
-async def _one_reply(user, token_ms: float, writes: list[str]) -> dict:
-    from channels.db import database_sync_to_async
-    from channels.layers import get_channel_layer
+class _ThreadServer:
+    """uvicorn serving ``config.asgi:application`` from a thread of this process."""
 
-    from chat import engine, services
+    def __init__(self):
+        import uvicorn
 
-    content = f"Bench [dev:tokens={TOKENS}] [dev:token_ms={token_ms}]"
-    writes.clear()
-    reply = await database_sync_to_async(services.reply_start)(user=user, content=content)
-    start_writes = len(writes)
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(engine.session_group(reply.session.pk), channel)
+        from bench.procs import HOST, free_port
+
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        config = uvicorn.Config(
+            "config.asgi:application",
+            host=HOST,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, name="bench-server", daemon=True)
+
+    def start(self) -> "_ThreadServer":
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the in-process server did not start")
+            time.sleep(0.05)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+async def _reply(base: str, token: str, session: str, content: str) -> dict:
+    """One SSE reply; return when the session event and the final event came, and frames."""
+    import aiohttp
+
+    marks: dict = {"token_events": 0, "text": []}
     started = time.perf_counter()
-    engine.start_generation(reply)
-    frames = 0
-    first = None
-    while True:
-        event = (await layer.receive(channel))["event"]
-        if event["type"] == "token":
-            frames += 1
-            first = first or time.perf_counter()
-        if event["type"] in ("done", "error"):
-            break
-    elapsed = time.perf_counter() - started
-    streaming = time.perf_counter() - (first or started)
-    await engine.drain(10)
-    generation_writes = writes[start_writes:]
-    return {
-        "token_ms": token_ms,
-        "tokens": TOKENS,
-        "seconds": round(elapsed, 3),
-        "frames": frames,
-        "frames_per_second": round(frames / streaming, 1) if streaming > 0 else None,
-        "writes_reply_start": start_writes,
-        "writes_during_generation": len(generation_writes),
-        "writes_total": len(writes),
-        "writes_by_table": {t: generation_writes.count(t) for t in sorted(set(generation_writes))},
-        "status": event["type"],
-    }
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(
+            f"{base}/api/chat/stream",
+            json={"message": content, "session": session},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=aiohttp.ClientTimeout(total=120),
+        ) as resp,
+    ):
+        if resp.status != 200:
+            raise RuntimeError(f"HTTP {resp.status}: {(await resp.text())[:200]}")
+        buf = b""
+        async for data in resp.content.iter_any():
+            buf += data
+            while b"\n" in buf:
+                line, _, buf = buf.partition(b"\n")
+                if not line.startswith(b"data:"):
+                    continue
+                event = json.loads(line[5:])
+                kind = event.get("type")
+                if kind == "session":
+                    marks["session"] = time.perf_counter()
+                elif kind == "token" and event.get("content"):
+                    marks["token_events"] += 1
+                    marks["text"].append(event["content"])
+                elif kind in ("done", "error"):
+                    marks["end"] = time.perf_counter()
+                    marks["status"] = kind
+                    if kind == "error":
+                        raise RuntimeError(f"error event: {event.get('error')}")
+    marks["started"] = started
+    marks["end"] = marks.get("end", time.perf_counter())
+    marks["session"] = marks.get("session", started)
+    return marks
 
 
-def run() -> dict:
-    """Return write and frame counts of a 1,000-token reply at two speeds."""
+def run(upstream_url: str | None = None) -> dict:
+    """Return write counts of a 1,000-token reply at two speeds."""
     from django.conf import settings
+    from django.db import connections
 
-    from accounts.models import User
-    from chat.devllm import DevConfig, DevLLMThread
+    from bench.loadclient import TOK_RE
 
-    server = DevLLMThread(DevConfig(first_token_ms=0, token_ms=0)).start()
-    settings.LLM_BASE_URL = server.base_url
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-    writes = _count_writes()
-    user = User.objects.create_user(f"bench-stream-{time.time_ns()}", password="x")
+    own_upstream = None
+    if upstream_url is None:
+        from bench import procs
 
-    async def main():
-        return [await _one_reply(user, token_ms, writes) for token_ms in (0, 5)]
+        own_upstream, upstream_url = procs.start_upstream(Path(tempfile.mkdtemp()))
+    # The LLM is read at the first request; the send limit and REDIS_URL (none: the
+    # in-memory layer) were set before Django started (bench.__main__.setup_django).
+    settings.LLM_BASE_URL = upstream_url
+    settings.LLM_MODEL = "fake-model"
+    from bench.__main__ import make_tokens
 
+    _, tokens = make_tokens(1, "bench-writes")
+    writes = _Writes()
+    server = _ThreadServer().start()
+    session = str(uuid.uuid4())
+    out = []
     try:
-        return {"reply_1000_tokens": asyncio.run(main())}
+
+        async def main():
+            await _reply(server.base, tokens[0], session, "Warm up [dev:tokens=5]")
+            await asyncio.sleep(SETTLE)  # its title job
+            for token_ms in (0, 5):
+                content = f"Bench [dev:tokens={TOKENS}] [dev:token_ms={token_ms}]"
+                marks = await _reply(server.base, tokens[0], session, content)
+                await asyncio.sleep(SETTLE)
+                start = writes.between(marks["started"], marks["session"])
+                during = writes.between(marks["session"], marks["end"] + SETTLE)
+                streaming = marks["end"] - marks["session"]
+                out.append(
+                    {
+                        "token_ms": token_ms,
+                        "tokens": len(TOK_RE.findall("".join(marks["text"]))),
+                        "seconds": round(marks["end"] - marks["started"], 3),
+                        "frames": marks["token_events"],
+                        "frames_per_second": round(marks["token_events"] / streaming, 1)
+                        if streaming > 0
+                        else None,
+                        "writes_reply_start": len(start),
+                        "writes_during_generation": len(during),
+                        "writes_total": len(start) + len(during),
+                        "writes_by_table": {t: during.count(t) for t in sorted(set(during))},
+                        "status": marks.get("status"),
+                    }
+                )
+
+        asyncio.run(main())
     finally:
         server.stop()
+        writes.restore()
+        connections.close_all()
+        if own_upstream is not None:
+            own_upstream.stop()
+    return {"reply_1000_tokens": out}
 
 
 if __name__ == "__main__":
     from bench.__main__ import setup_django
 
     with tempfile.TemporaryDirectory() as tmpdir:
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
         setup_django(tmpdir)
         print(json.dumps(run(), indent=2))

@@ -1,185 +1,86 @@
-"""Streaming through one Parlor server process, against the development LLM called directly.
+"""WebSocket relay figures (``/ws/chat/``, ``?token=`` auth) against the upstream directly.
 
-Starts two real processes on free 127.0.0.1 ports: the development LLM
-(``manage.py llm_devserver``, fixed first-token and inter-token delays) and one Parlor
-server (``uvicorn config.asgi:application``) on the bench's scratch database, with the
-in-memory channel layer. Clients are WebSocket clients of ``/ws/chat/`` (``?token=``
-auth) and, for the baseline, the openai SDK's AsyncOpenAI streaming from the dev LLM
-directly with the same prompt, in the same run:
+Runs against a started server and the bench's fake upstream (``bench.__main__`` starts
+them); the baseline is the same request sent to the upstream directly with the bench's
+SSE load client logic (``bench.loadclient``), in the same run, with the same pattern.
+Per-request speeds are ``[dev:…]`` hints in the message, which the fake upstream honours.
+Percentiles are the load client's (linear interpolation); figures are medians over rounds.
 
-1. time to first token of one stream (sequential replies), added p50/p95;
-2. time to first token with 200 concurrent streams, added p95;
-3. tokens per second relayed by the server (dev LLM without delays, many tokens);
-4. peak RSS of the server process under that load, and database writes per reply
-   (``bench.stream_writes``, in this process, counted at the cursor).
-
-TTFT through Parlor runs from sending the ``send`` frame to the first ``token`` event;
-directly, from calling ``create`` to the first chunk with content.
+1. ``one_stream``: one socket, 200-token replies with no delay, one at a time, Parlor and
+   direct interleaved, rotating over 5 conversations created before timing. TTFT through
+   Parlor runs from sending the ``send`` frame to the first ``token`` event with content;
+   directly, from the POST to the first chunk with content.
+2. ``streams_200``: 200 sockets, each its own user and conversation. ``burst``: all send
+   their first message at once (200 new conversations and title jobs; once). Then per
+   round every socket sends one message (50 tokens at 40 ms/token, a 2 s reply) after a
+   random pause up to one reply's length, so ~200 streams are in flight; direct gets 200
+   concurrent requests with the same pattern. Added TTFT p95 over direct.
+3. ``throughput``: 100 sockets at once, 200-token replies with no delay; tokens (``tokN``
+   words) relayed per second of wall time vs the same 100 requests directly, and server
+   CPU milliseconds per reply.
 """
 
 import asyncio
 import json
-import logging
-import os
 import random
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+import aiohttp
 
-FIRST_TOKEN_MS = 20
-TOKEN_MS = 2
-TOKENS = 200
-SEQUENTIAL_REPLIES = 50
-SEQUENTIAL_TOKENS = 50
-SEQUENTIAL_SESSIONS = 5
-CONCURRENT_STREAMS = 200
-CONCURRENT_ROUNDS = 2
-# (ms between tokens, tokens): 100 and 25 tokens/s a stream, i.e. 20,000 tokens/s in
-# all (the SPEC's relay target) and 5,000 tokens/s, which this machine can sustain.
-CONCURRENT_RATES = ((10, 100), (40, 50))
+from bench import loadclient
+from bench.loadclient import TOK_RE, pct, tree_cpu_s
+
+ONE_STREAM_REPLIES = 30
+ONE_STREAM_SESSIONS = 5
+STREAMS = 200
+STREAM_TOKEN_MS = 40
+STREAM_TOKENS = 50
 THROUGHPUT_STREAMS = 100
-THROUGHPUT_TOKENS = 500
-PHASE_TIMEOUT = 90.0
-CONCURRENT_TIMEOUT = 180.0
+PHASE_TIMEOUT = 120.0
 TARGETS = {
     "added_ttft_p50_ms": 5.0,
-    "added_ttft_p95_ms": 15.0,
-    "added_ttft_p95_ms_200_streams": 50.0,
-    "relayed_tokens_per_second": 20_000,
+    "added_ttft_p95_ms": 10.0,
+    "added_ttft_p95_ms_200_streams": 100.0,
+    "relayed_over_direct": 0.8,
 }
 
 
-def _percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
-
-
-def _summary(samples: list[float]) -> dict:
+def _summary(samples_ms: list[float]) -> dict:
     return {
-        "n": len(samples),
-        "p50_ms": round(_percentile(samples, 0.5), 2),
-        "p95_ms": round(_percentile(samples, 0.95), 2),
-        "max_ms": round(max(samples), 2),
+        "n": len(samples_ms),
+        "p50_ms": round(pct(samples_ms, 50), 2),
+        "p95_ms": round(pct(samples_ms, 95), 2),
+        "max_ms": round(max(samples_ms), 2) if samples_ms else None,
     }
 
 
-def _free_port() -> int:
-    from chat.devllm import free_port
-
-    return free_port(HOST)
-
-
-def _proc_status(pid: int) -> dict:
-    """Return VmHWM / VmRSS (MiB) and CPU seconds of a process, from /proc."""
-    out = {}
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmHWM", "VmRSS"):
-                out[key] = round(int(value.split()[0]) / 1024, 1)
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        out["cpu_s"] = round((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"), 2)
-    except (OSError, ValueError, IndexError):
-        pass
-    return out
+def _median(values):
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    return round(values[mid] if len(values) % 2 else (values[mid - 1] + values[mid]) / 2, 2)
 
 
-class _Processes:
-    """The dev LLM and the Parlor server as child processes, always stopped at the end."""
-
-    def __init__(self, workdir: str):
-        self.workdir = workdir
-        self.children: list[tuple[str, subprocess.Popen, Path]] = []
-
-    def start(self, name: str, argv: list[str], env: dict) -> subprocess.Popen:
-        log = Path(self.workdir) / f"{name}.log"
-        with open(log, "wb") as handle:
-            proc = subprocess.Popen(
-                argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT
-            )
-        self.children.append((name, proc, log))
-        return proc
-
-    def wait_http(self, name: str, url: str, timeout: float = 30.0) -> None:
-        proc, log = next((p, lg) for n, p, lg in self.children if n == name)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited: {log.read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(url, timeout=2).close()
-                return
-            except urllib.error.HTTPError:
-                return  # it answered
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError(f"{name} did not answer {url} within {timeout:g} s")
-
-    def log_tail(self, name: str) -> str:
-        for n, _, log in self.children:
-            if n == name and log.exists():
-                return log.read_text(errors="replace")[-2000:]
-        return ""
-
-    def stop(self) -> None:
-        for _, proc, _ in reversed(self.children):
-            if proc.poll() is None:
-                proc.terminate()
-        for _, proc, _ in reversed(self.children):
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+def _medians(rounds: list[dict]) -> dict:
+    return {
+        "p50_ms": _median([r["p50_ms"] for r in rounds]),
+        "p95_ms": _median([r["p95_ms"] for r in rounds]),
+        "per_round": [{"p50_ms": r["p50_ms"], "p95_ms": r["p95_ms"]} for r in rounds],
+    }
 
 
-def _make_users(count: int) -> list[str]:
-    """Create ``count`` users (no password hashing) and return a token for each."""
-    from django.contrib.auth.hashers import make_password
-    from django.db import connection
+def _added(parlor: dict, direct: dict) -> dict:
+    def ratio(a, b):
+        return round(a / b, 3) if a is not None and b else None
 
-    from accounts.models import User
-    from accounts.tokens import token_issue
-
-    prefix = f"bench-ws-{uuid.uuid4().hex[:6]}"
-    unusable = make_password(None)
-    User.objects.bulk_create(
-        [User(username=f"{prefix}-{i}", password=unusable) for i in range(count)]
-    )
-    users = User.objects.filter(username__startswith=prefix).order_by("pk")
-    tokens = [token_issue(user=user)[0] for user in users]
-    connection.close()  # SQLite: hold no lock while the server writes
-    return tokens
-
-
-def _direct_messages(session_id: str, message_id: int, content: str) -> list[dict]:
-    """Return what Parlor sent the LLM for a reply, with ``content`` as the question."""
-    from django.db import connection
-
-    from chat import prompting
-
-    try:
-        messages = list(
-            prompting.reply_context(session_id=session_id, message_id=message_id).messages
-        )
-    finally:
-        connection.close()
-    if messages and messages[-1].get("role") == "user":
-        messages[-1] = {"role": "user", "content": content}
-    else:
-        messages.append({"role": "user", "content": content})
-    return messages
-
-
-# Clients -------------------------------------------------------------------------------
+    return {
+        "p50_ms": round(parlor["p50_ms"] - direct["p50_ms"], 2),
+        "p95_ms": round(parlor["p95_ms"] - direct["p95_ms"], 2),
+        "ratio_p50": ratio(parlor["p50_ms"], direct["p50_ms"]),
+        "ratio_p95": ratio(parlor["p95_ms"], direct["p95_ms"]),
+    }
 
 
 class _Socket:
@@ -199,35 +100,43 @@ class _Socket:
         return self
 
     async def reply(self, session: str, content: str) -> dict:
-        """Send one message; return TTFT, the usage and the relayed text length."""
+        """Send one message; return TTFT, the ``session`` event time and tokens relayed."""
         started = time.perf_counter()
         await self.ws.send(json.dumps({"type": "send", "session": session, "content": content}))
         first = None
-        relayed = 0
-        message = None
         stored = None
+        message = None
+        parts: list[str] = []
+        events = 0
         while True:
             event = json.loads(await self.ws.recv())
             kind = event.get("type")
+            if event.get("session") not in (None, session):
+                continue
+            mine = message is None or event.get("message") in (None, message)
             if kind == "session":
                 message = event.get("message")
                 stored = time.perf_counter()
-            elif kind == "token" and event.get("session") == session:
-                if first is None and event.get("content"):
-                    first = time.perf_counter()
-                relayed += len(event.get("content", ""))
-            elif kind == "done" and event.get("session") == session:
-                usage = event.get("usage") or {}
+            elif kind == "token" and mine:
+                text = event.get("content") or ""
+                if text:
+                    events += 1
+                    if first is None:
+                        first = time.perf_counter()
+                    parts.append(text)
+            elif kind == "done" and mine:
+                end = time.perf_counter()
+                text = "".join(parts)
                 return {
-                    "ttft_ms": ((first or time.perf_counter()) - started) * 1000,
+                    "ttft_ms": ((first or end) - started) * 1000,
                     "session_ms": ((stored or started) - started) * 1000,
-                    "tokens": usage.get("completion_tokens") or 0,
-                    "relayed_chars": relayed,
+                    "tokens": len(TOK_RE.findall(text)),
+                    "token_events": events,
+                    "chars": len(text),
                     "length": event.get("length"),
-                    "message": message,
-                    "end": time.perf_counter(),
+                    "end": end,
                 }
-            elif kind == "error":
+            elif kind == "error" and (mine or event.get("session") is None):
                 raise RuntimeError(f"Parlor answered an error: {event}")
 
     async def close(self) -> None:
@@ -235,75 +144,88 @@ class _Socket:
             await self.ws.close()
 
 
-async def _direct_reply(client, messages: list[dict]) -> dict:
+class _Direct:
+    """The same requests sent to the upstream directly, with the load client's logic."""
+
+    def __init__(self, upstream_url: str, connections: int):
+        self.url = f"{upstream_url}/chat/completions"
+        self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=connections * 2))
+        self.timeout = aiohttp.ClientTimeout(total=120)
+
+    async def reply(self, content: str) -> dict:
+        body = {
+            "model": "fake-model",
+            "stream": True,
+            "messages": [{"role": "user", "content": content}],
+        }
+        rec = await loadclient.one_request(
+            self.session, self.url, {"Content-Type": "application/json"}, body, self.timeout
+        )
+        if not rec["ok"]:
+            raise RuntimeError(f"direct request failed: {rec['error']}")
+        return {
+            "ttft_ms": rec["ttft"] * 1000,
+            "tokens": rec["words"],
+            "end": time.perf_counter(),
+        }
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def _open_all(url: str, origin: str, tokens: list[str]) -> list[_Socket]:
+    sockets = []
+    # Open in batches: 200 handshakes at once would measure the accept queue, not relaying.
+    for i in range(0, len(tokens), 50):
+        sockets += await asyncio.gather(
+            *(_Socket(f"{url}?token={t}", origin).open() for t in tokens[i : i + 50])
+        )
+    return sockets
+
+
+def _out_of_budget(started: float, budget: float | None, r: int, rounds: int, log, name) -> bool:
+    """True (and say so) when a part has used its time budget before its last round."""
+    if budget and r + 1 < rounds and time.perf_counter() - started > budget:
+        log(f"  {name}: stopping after {r + 1} of {rounds} rounds (time budget {budget:g} s)")
+        return True
+    return False
+
+
+async def one_stream(
+    ws_url, origin, token, direct: _Direct, rounds: int, replies: int, budget=None, log=print
+) -> dict:
+    content = "How do streams work?"
+    per_round_parlor, per_round_direct, per_round_session = [], [], []
     started = time.perf_counter()
-    stream = await client.chat.completions.create(
-        model="parlor-dev",
-        messages=messages,
-        stream=True,
-        stream_options={"include_usage": True},
-    )
-    first = None
-    tokens = 0
-    async for chunk in stream:
-        if chunk.usage is not None:
-            tokens = chunk.usage.completion_tokens or 0
-        if first is None and chunk.choices and chunk.choices[0].delta.content:
-            first = time.perf_counter()
-    return {
-        "ttft_ms": ((first or time.perf_counter()) - started) * 1000,
-        "tokens": tokens,
-        "end": time.perf_counter(),
-    }
-
-
-def _added(parlor: dict, direct: dict) -> dict:
-    return {
-        "p50_ms": round(parlor["p50_ms"] - direct["p50_ms"], 2),
-        "p95_ms": round(parlor["p95_ms"] - direct["p95_ms"], 2),
-        "ratio_p50": round(parlor["p50_ms"] / direct["p50_ms"], 3) if direct["p50_ms"] else None,
-        "ratio_p95": round(parlor["p95_ms"] / direct["p95_ms"], 3) if direct["p95_ms"] else None,
-    }
-
-
-# Phases --------------------------------------------------------------------------------
-
-
-async def _single_stream(ws_url, origin, token, client) -> tuple[dict, tuple[str, int, str]]:
-    """Alternate Parlor and direct replies one at a time; return TTFT figures."""
-    content = f"How do streams work? [dev:tokens={SEQUENTIAL_TOKENS}]"
-    sock = await _Socket(f"{ws_url}?token={token}", origin).open()
-    try:
-        sessions = [str(uuid.uuid4()) for _ in range(SEQUENTIAL_SESSIONS)]
-        last = None
-        for session in sessions:  # warm-up: creates the sessions (and their title jobs)
-            last = await sock.reply(session, content)
-        await asyncio.sleep(0.3)  # let the title jobs finish
-        return {"sessions": sessions, "content": content}, (sessions[-1], last["message"], content)
-    finally:
-        await sock.close()
-
-
-async def _single_measure(ws_url, origin, token, client, sessions, content, messages) -> dict:
-    sock = await _Socket(f"{ws_url}?token={token}", origin).open()
-    parlor, stored, direct = [], [], []
-    try:
-        await _direct_reply(client, messages)  # warm the SDK's connection pool
-        for i in range(SEQUENTIAL_REPLIES):
-            # Interleaved, so drift on a shared machine hits both sides alike.
-            result = await sock.reply(sessions[i % len(sessions)], content)
-            parlor.append(result["ttft_ms"])
-            stored.append(result["session_ms"])
-            direct.append((await _direct_reply(client, messages))["ttft_ms"])
-    finally:
-        await sock.close()
-    p, d = _summary(parlor), _summary(direct)
+    for r in range(rounds):
+        sock = await _Socket(f"{ws_url}?token={token}", origin).open()
+        try:
+            sessions = [str(uuid.uuid4()) for _ in range(ONE_STREAM_SESSIONS)]
+            for session in sessions:  # creates them (and their title jobs) before timing
+                await sock.reply(session, content)
+            await direct.reply(content)  # a warm connection, as Parlor's to its upstream
+            await asyncio.sleep(0.5)
+            parlor, stored, direct_ttft = [], [], []
+            for i in range(replies):
+                result = await sock.reply(sessions[i % len(sessions)], content)
+                parlor.append(result["ttft_ms"])
+                stored.append(result["session_ms"])
+                direct_ttft.append((await direct.reply(content))["ttft_ms"])
+        finally:
+            await sock.close()
+        per_round_parlor.append(_summary(parlor))
+        per_round_session.append(_summary(stored))
+        per_round_direct.append(_summary(direct_ttft))
+        if _out_of_budget(started, budget, r, rounds, log, "one stream"):
+            break
+    p, d = _medians(per_round_parlor), _medians(per_round_direct)
     added = _added(p, d)
     return {
-        "replies": SEQUENTIAL_REPLIES,
-        "tokens_per_reply": SEQUENTIAL_TOKENS,
+        "rounds": len(per_round_parlor),
+        "replies_per_round": replies,
+        "tokens_per_reply": 200,
         "parlor": p,
-        "parlor_session_event": _summary(stored),
+        "parlor_session_event": _medians(per_round_session),
         "direct": d,
         "added": added,
         "target_added_p50_ms": TARGETS["added_ttft_p50_ms"],
@@ -313,18 +235,14 @@ async def _single_measure(ws_url, origin, token, client, sessions, content, mess
     }
 
 
-async def _concurrent(ws_url, origin, tokens, client, messages, server_pid) -> dict:
-    """200 sockets, each with its own user and session, streaming at the same time.
-
-    First a burst (every socket sends its first message at once: 200 new conversations
-    and title jobs), then, at each per-stream rate of CONCURRENT_RATES, every socket
-    sends CONCURRENT_ROUNDS messages spread over the length of a reply, so about 200
-    streams are in flight; the dev LLM direct gets the same pattern.
-    """
-    sockets = await asyncio.gather(*(_Socket(f"{ws_url}?token={t}", origin).open() for t in tokens))
+async def streams_200(
+    ws_url, origin, tokens, direct: _Direct, rounds, server_pid, log, budget=None
+) -> dict:
+    sockets = await _open_all(ws_url, origin, tokens)
     sessions = [str(uuid.uuid4()) for _ in sockets]
-    out: dict = {"streams": len(sockets), "rates": []}
+    out: dict = {"streams": len(sockets)}
     try:
+        started = time.perf_counter()
         burst = await asyncio.gather(
             *(
                 s.reply(x, "Tell me about concurrency.")
@@ -332,320 +250,201 @@ async def _concurrent(ws_url, origin, tokens, client, messages, server_pid) -> d
             )
         )
         out["burst_first_message"] = {
-            "tokens_per_reply": TOKENS,
-            "token_ms": TOKEN_MS,
+            "tokens_per_reply": 200,
+            "seconds": round(time.perf_counter() - started, 2),
             "parlor": _summary([r["ttft_ms"] for r in burst]),
             "parlor_session_event": _summary([r["session_ms"] for r in burst]),
         }
+        log(
+            f"  burst of {len(sockets)} first messages: TTFT p50 "
+            f"{out['burst_first_message']['parlor']['p50_ms']} / p95 "
+            f"{out['burst_first_message']['parlor']['p95_ms']} ms"
+        )
         await asyncio.sleep(1.0)  # let the title jobs finish
-        for token_ms, count in CONCURRENT_RATES:
-            content = f"Tell me about concurrency. [dev:token_ms={token_ms}] [dev:tokens={count}]"
-            spread = (FIRST_TOKEN_MS + token_ms * count) / 1000
+        content = (
+            f"Tell me about concurrency. [dev:token_ms={STREAM_TOKEN_MS}] "
+            f"[dev:tokens={STREAM_TOKENS}]"
+        )
+        spread = STREAM_TOKEN_MS * STREAM_TOKENS / 1000
 
-            async def rounds(reply, spread=spread):
-                results = []
-                for _ in range(CONCURRENT_ROUNDS):
-                    # Independent users: sends spread over one reply's length.
-                    await asyncio.sleep(random.uniform(0, spread))
-                    results.append(await reply())
-                return results
+        async def spaced(reply):
+            # Independent users: sends spread over one reply's length.
+            await asyncio.sleep(random.uniform(0, spread))
+            return await reply()
 
-            cpu0 = _proc_status(server_pid).get("cpu_s", 0.0)
-            started = time.perf_counter()
-            per_socket = await asyncio.gather(
+        parlor_rounds, direct_rounds, session_rounds, cpu_rounds, rates = [], [], [], [], []
+        rounds_started = time.perf_counter()
+        for r in range(rounds):
+            cpu0 = tree_cpu_s(server_pid)
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
                 *(
-                    rounds(lambda s=s, x=x, c=content: s.reply(x, c))
+                    spaced(lambda s=s, x=x: s.reply(x, content))
                     for s, x in zip(sockets, sessions, strict=True)
                 )
             )
-            elapsed = time.perf_counter() - started
-            status = _proc_status(server_pid)
-            parlor_results = [r for per in per_socket for r in per]
-            direct_messages = messages[:-1] + [{"role": "user", "content": content}]
-            per_direct = await asyncio.gather(
-                *(rounds(lambda m=direct_messages: _direct_reply(client, m)) for _ in sockets)
+            elapsed = time.perf_counter() - t0
+            cpu_rounds.append(1000 * (tree_cpu_s(server_pid) - cpu0) / len(results))
+            rates.append(sum(x["tokens"] for x in results) / elapsed)
+            direct_results = await asyncio.gather(
+                *(spaced(lambda: direct.reply(content)) for _ in sockets)
             )
-            parlor = _summary([r["ttft_ms"] for r in parlor_results])
-            direct = _summary([r["ttft_ms"] for per in per_direct for r in per])
-            added = _added(parlor, direct)
-            out["rates"].append(
-                {
-                    "token_ms": token_ms,
-                    "tokens_per_reply": count,
-                    "offered_tokens_per_second": round(len(sockets) * 1000 / token_ms),
-                    "replies": len(parlor_results),
-                    "parlor": parlor,
-                    "parlor_session_event": _summary([r["session_ms"] for r in parlor_results]),
-                    "direct": direct,
-                    "added": added,
-                    "tokens_relayed_per_second": round(
-                        sum(r["tokens"] for r in parlor_results) / elapsed, 1
-                    ),
-                    "server_cpu_share": round((status.get("cpu_s", 0.0) - cpu0) / elapsed, 2),
-                    "met": added["p95_ms"] <= TARGETS["added_ttft_p95_ms_200_streams"],
-                }
+            parlor_rounds.append(_summary([x["ttft_ms"] for x in results]))
+            session_rounds.append(_summary([x["session_ms"] for x in results]))
+            direct_rounds.append(_summary([x["ttft_ms"] for x in direct_results]))
+            log(
+                f"  round {r + 1}/{rounds} 200 streams at {STREAM_TOKEN_MS} ms/token: Parlor "
+                f"TTFT p50 {parlor_rounds[-1]['p50_ms']} / p95 {parlor_rounds[-1]['p95_ms']} ms, "
+                f"direct p50 {direct_rounds[-1]['p50_ms']} / p95 {direct_rounds[-1]['p95_ms']} ms"
             )
-        out["server_peak_rss_mib"] = _proc_status(server_pid).get("VmHWM")
+            if _out_of_budget(rounds_started, budget, r, rounds, log, "streams"):
+                break
+        p, d = _medians(parlor_rounds), _medians(direct_rounds)
+        added = _added(p, d)
+        out.update(
+            {
+                "rounds": len(parlor_rounds),
+                "token_ms": STREAM_TOKEN_MS,
+                "tokens_per_reply": STREAM_TOKENS,
+                "offered_tokens_per_second": round(len(sockets) * 1000 / STREAM_TOKEN_MS),
+                "parlor": p,
+                "parlor_session_event": _medians(session_rounds),
+                "direct": d,
+                "added": added,
+                "tokens_relayed_per_second": _median(rates),
+                "server_cpu_ms_per_reply": _median(cpu_rounds),
+                "target_added_p95_ms": TARGETS["added_ttft_p95_ms_200_streams"],
+                "met": added["p95_ms"] <= TARGETS["added_ttft_p95_ms_200_streams"],
+            }
+        )
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-    out["target_added_p95_ms"] = TARGETS["added_ttft_p95_ms_200_streams"]
-    out["met"] = all(rate["met"] for rate in out["rates"])
     return out
 
 
-async def _throughput(ws_url, origin, tokens, client, messages, server_pid) -> dict:
-    """Relay as fast as the dev LLM streams (no delays, long replies) on many sockets."""
-    hint = f"[dev:tokens={THROUGHPUT_TOKENS}] [dev:token_ms=0] [dev:first_token_ms=0]"
-    content = f"Stream as fast as you can. {hint}"
-    streams = tokens[:THROUGHPUT_STREAMS]
-    sockets = await asyncio.gather(
-        *(_Socket(f"{ws_url}?token={t}", origin).open() for t in streams)
-    )
+async def throughput(
+    ws_url, origin, tokens, direct: _Direct, rounds, server_pid, log, budget=None
+) -> dict:
+    content = "Stream as fast as you can."
+    sockets = await _open_all(ws_url, origin, tokens[:THROUGHPUT_STREAMS])
     sessions = [str(uuid.uuid4()) for _ in sockets]
+    parlor_rates, direct_rates, cpu, complete = [], [], [], True
     try:
-        # Warm-up on a short reply: sessions exist and their title jobs are done.
-        short = "Warm up [dev:tokens=5] [dev:token_ms=0] [dev:first_token_ms=0]"
+        # Warm-up on a short reply: the conversations exist and their titles are done.
+        short = "Warm up [dev:tokens=5]"
         await asyncio.gather(*(s.reply(x, short) for s, x in zip(sockets, sessions, strict=True)))
-        await asyncio.sleep(0.5)
-        cpu0 = _proc_status(server_pid).get("cpu_s", 0.0)
-        started = time.perf_counter()
-        results = await asyncio.gather(
-            *(s.reply(x, content) for s, x in zip(sockets, sessions, strict=True))
-        )
-        elapsed = time.perf_counter() - started
-        status = _proc_status(server_pid)
+        await asyncio.sleep(1.0)
+        rounds_started = time.perf_counter()
+        for r in range(rounds):
+            cpu0 = tree_cpu_s(server_pid)
+            t0 = time.perf_counter()
+            results = await asyncio.gather(
+                *(s.reply(x, content) for s, x in zip(sockets, sessions, strict=True))
+            )
+            elapsed = time.perf_counter() - t0
+            cpu.append(1000 * (tree_cpu_s(server_pid) - cpu0) / len(results))
+            parlor_rates.append(sum(x["tokens"] for x in results) / elapsed)
+            complete = complete and all(x["tokens"] == 200 for x in results)
+            t0 = time.perf_counter()
+            direct_results = await asyncio.gather(*(direct.reply(content) for _ in sockets))
+            direct_rates.append(
+                sum(x["tokens"] for x in direct_results) / (time.perf_counter() - t0)
+            )
+            log(
+                f"  round {r + 1}/{rounds} throughput over {len(sockets)} sockets: Parlor "
+                f"{parlor_rates[-1]:,.0f} tokens/s, direct {direct_rates[-1]:,.0f}, "
+                f"server CPU {cpu[-1]:.1f} ms/reply"
+            )
+            if _out_of_budget(rounds_started, budget, r, rounds, log, "throughput"):
+                break
     finally:
         await asyncio.gather(*(s.close() for s in sockets), return_exceptions=True)
-    relayed = sum(r["tokens"] for r in results)
-    complete = all(r["relayed_chars"] == r["length"] for r in results)
-    direct_messages = messages[:-1] + [{"role": "user", "content": content}]
-    started = time.perf_counter()
-    direct_results = await asyncio.gather(
-        *(_direct_reply(client, direct_messages) for _ in sockets)
-    )
-    direct_elapsed = time.perf_counter() - started
-    direct_tokens = sum(r["tokens"] for r in direct_results)
-    parlor_rate = relayed / elapsed
-    direct_rate = direct_tokens / direct_elapsed
+    parlor_rate, direct_rate = _median(parlor_rates), _median(direct_rates)
+    ratio = round(parlor_rate / direct_rate, 3) if direct_rate else None
     return {
+        "rounds": len(parlor_rates),
         "streams": len(sockets),
-        "tokens_per_reply": THROUGHPUT_TOKENS,
-        "parlor_tokens": relayed,
-        "parlor_seconds": round(elapsed, 3),
-        "parlor_tokens_per_second": round(parlor_rate, 1),
-        "every_character_relayed": complete,
-        "direct_tokens": direct_tokens,
-        "direct_seconds": round(direct_elapsed, 3),
-        "direct_tokens_per_second": round(direct_rate, 1),
-        "ratio_to_direct": round(parlor_rate / direct_rate, 3) if direct_rate else None,
-        "server_cpu_seconds": round(status.get("cpu_s", 0.0) - cpu0, 2),
-        "server_peak_rss_mib": status.get("VmHWM"),
-        "target_tokens_per_second": TARGETS["relayed_tokens_per_second"],
-        "met": parlor_rate >= TARGETS["relayed_tokens_per_second"],
-    }
-
-
-def _database_writes() -> dict:
-    from bench import stream_writes
-
-    replies = stream_writes.run()["reply_1000_tokens"]
-    return {
-        "tokens_per_reply": stream_writes.TOKENS,
-        "replies": [
-            {
-                k: r[k]
-                for k in (
-                    "token_ms",
-                    "seconds",
-                    "frames",
-                    "writes_reply_start",
-                    "writes_during_generation",
-                    "writes_by_table",
-                    "status",
-                )
-            }
-            for r in replies
+        "tokens_per_reply": 200,
+        "parlor_tokens_per_second": parlor_rate,
+        "direct_tokens_per_second": direct_rate,
+        "ratio_to_direct": ratio,
+        "per_round": [
+            {"parlor": round(p), "direct": round(d)}
+            for p, d in zip(parlor_rates, direct_rates, strict=True)
         ],
-        "bounded": all(r["writes_during_generation"] < r["tokens"] / 10 for r in replies),
+        "every_token_relayed": complete,
+        "server_cpu_ms_per_reply": _median(cpu),
+        "target_ratio_to_direct": TARGETS["relayed_over_direct"],
+        "met": ratio is not None and ratio >= TARGETS["relayed_over_direct"],
     }
 
 
-def run() -> dict:
-    """Start the dev LLM and one server, run every streaming phase, return the figures."""
-    import openai
-    from django.conf import settings
+async def ws_phase(
+    *,
+    server_base,
+    tokens,
+    upstream_url,
+    server_pid,
+    rounds,
+    replies=ONE_STREAM_REPLIES,
+    streams=STREAMS,
+    budgets=None,
+    log=print,
+) -> dict:
+    """Every WebSocket figure; a part that fails is reported with its error.
 
-    # One INFO line per request from the SDK's HTTP client would bury the report.
-    for name in ("httpx", "httpx2", "openai"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-    database_url = os.environ["DATABASE_URL"]
-    vendor = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
-    results: dict = {
-        "setup": {
-            "server": "uvicorn config.asgi:application (one process, in-memory channel layer)",
-            "database": vendor,
-            "cpus": os.cpu_count(),
-            "dev_llm": {
-                "first_token_ms": FIRST_TOKEN_MS,
-                "token_ms": TOKEN_MS,
-                "tokens": TOKENS,
-            },
-        }
-    }
-    tokens = _make_users(max(CONCURRENT_STREAMS, THROUGHPUT_STREAMS) + 1)
-    with tempfile.TemporaryDirectory() as workdir:
-        procs = _Processes(workdir)
-        try:
-            llm_port, port = _free_port(), _free_port()
-            base_env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-            base_env.update(
-                DJANGO_SETTINGS_MODULE="config.settings.local",
-                DATABASE_URL=database_url,
-                DEBUG="false",
-                LOG_LEVEL="WARNING",
-                ALLOWED_HOSTS=f"{HOST},localhost",
-                PYTHONUNBUFFERED="1",
-                # The bench measures streaming; the per-user send limit is not under test.
-                THROTTLE_MESSAGES="1000000/min",
-            )
-            python = sys.executable
-            procs.start(
-                "devllm",
-                [
-                    python,
-                    "manage.py",
-                    "llm_devserver",
-                    f"--host={HOST}",
-                    f"--port={llm_port}",
-                    f"--tokens={TOKENS}",
-                    f"--first-token-ms={FIRST_TOKEN_MS}",
-                    f"--token-ms={TOKEN_MS}",
-                ],
-                base_env,
-            )
-            llm_url = f"http://{HOST}:{llm_port}/v1"
-            server = procs.start(
-                "server",
-                [
-                    python,
-                    "-m",
-                    "uvicorn",
-                    "config.asgi:application",
-                    f"--host={HOST}",
-                    f"--port={port}",
-                    "--log-level=warning",
-                    "--no-access-log",
-                    "--ws=websockets",
-                    "--lifespan=off",
-                    "--backlog=2048",
-                ],
-                dict(base_env, LLM_BASE_URL=llm_url),
-            )
-            procs.wait_http("devllm", f"{llm_url}/models")
-            procs.wait_http("server", f"http://{HOST}:{port}/healthz")
-            results["setup"]["server_rss_at_start_mib"] = _proc_status(server.pid).get("VmRSS")
-            ws_url = f"ws://{HOST}:{port}/ws/chat/"
-            origin = f"http://{HOST}:{port}"
-
-            async def phases() -> None:
-                client = openai.AsyncOpenAI(base_url=llm_url, api_key="bench", max_retries=0)
-                try:
-                    info, (session, message, content) = await asyncio.wait_for(
-                        _single_stream(ws_url, origin, tokens[-1], client), PHASE_TIMEOUT
-                    )
-                    messages = await asyncio.to_thread(_direct_messages, session, message, content)
-                    results["prompt_messages"] = len(messages)
-                    results["ttft_one_stream"] = await asyncio.wait_for(
-                        _single_measure(
-                            ws_url, origin, tokens[-1], client, info["sessions"], content, messages
-                        ),
-                        PHASE_TIMEOUT,
-                    )
-                    plain = messages[:-1] + [{"role": "user", "content": "Benchmark."}]
-                    results["ttft_200_streams"] = await asyncio.wait_for(
-                        _concurrent(
-                            ws_url, origin, tokens[:CONCURRENT_STREAMS], client, plain, server.pid
-                        ),
-                        CONCURRENT_TIMEOUT,
-                    )
-                    results["throughput"] = await asyncio.wait_for(
-                        _throughput(ws_url, origin, tokens, client, plain, server.pid),
-                        PHASE_TIMEOUT,
-                    )
-                finally:
-                    await client.close()
-
+    ``tokens``: at least ``streams + 1`` bearer tokens of distinct users. ``budgets``: per
+    part, seconds after which no further round starts (at least one always runs).
+    """
+    ws_url = server_base.replace("http://", "ws://") + "/ws/chat/"
+    origin = server_base
+    budgets = budgets or {}
+    direct = _Direct(upstream_url, streams)
+    out: dict = {}
+    parts = (
+        (
+            "one_stream",
+            lambda: one_stream(
+                ws_url, origin, tokens[-1], direct, rounds, replies, budgets.get("one_stream"), log
+            ),
+        ),
+        (
+            "streams_200",
+            lambda: streams_200(
+                ws_url,
+                origin,
+                tokens[:streams],
+                direct,
+                rounds,
+                server_pid,
+                log,
+                budgets.get("streams_200"),
+            ),
+        ),
+        (
+            "throughput",
+            lambda: throughput(
+                ws_url,
+                origin,
+                tokens[: min(streams, THROUGHPUT_STREAMS)],
+                direct,
+                rounds,
+                server_pid,
+                log,
+                budgets.get("throughput"),
+            ),
+        ),
+    )
+    try:
+        for name, part in parts:
+            started = time.perf_counter()
             try:
-                asyncio.run(phases())
-            except Exception as exc:
-                results["error"] = f"{type(exc).__name__}: {exc}"
-                results["server_log"] = procs.log_tail("server")
-            results["server_memory"] = _proc_status(server.pid)
-        finally:
-            procs.stop()
-    results["database_writes"] = _database_writes()
-    return results
-
-
-def summary(results: dict) -> str:
-    """Return the human-readable lines of the streaming figures."""
-    lines = []
-    one = results.get("ttft_one_stream")
-    if one:
-        lines.append(
-            f"TTFT one stream: Parlor p50 {one['parlor']['p50_ms']} / p95 "
-            f"{one['parlor']['p95_ms']} ms, direct p50 {one['direct']['p50_ms']} / p95 "
-            f"{one['direct']['p95_ms']} ms -> added p50 {one['added']['p50_ms']} ms "
-            f"(target <= 5), p95 {one['added']['p95_ms']} ms (target <= 15): "
-            f"{'met' if one['met'] else 'NOT met'}; send -> session event (reply_start) p50 "
-            f"{one['parlor_session_event']['p50_ms']} ms"
-        )
-    many = results.get("ttft_200_streams")
-    if many:
-        burst = many["burst_first_message"]["parlor"]
-        lines.append(
-            f"200 sockets sending their first message at once: Parlor TTFT p50 "
-            f"{burst['p50_ms']} / p95 {burst['p95_ms']} ms"
-        )
-        for rate in many["rates"]:
-            lines.append(
-                f"TTFT 200 streams at {rate['token_ms']} ms/token "
-                f"({rate['offered_tokens_per_second']:,} tokens/s offered): Parlor p50 "
-                f"{rate['parlor']['p50_ms']} / p95 {rate['parlor']['p95_ms']} ms, direct p50 "
-                f"{rate['direct']['p50_ms']} / p95 {rate['direct']['p95_ms']} ms -> added p95 "
-                f"{rate['added']['p95_ms']} ms (target <= 50): "
-                f"{'met' if rate['met'] else 'NOT met'}"
-            )
-    tput = results.get("throughput")
-    if tput:
-        lines.append(
-            f"Relayed tokens/s: Parlor {tput['parlor_tokens_per_second']:,.0f}, direct "
-            f"{tput['direct_tokens_per_second']:,.0f} (ratio {tput['ratio_to_direct']}), "
-            f"target >= 20,000: {'met' if tput['met'] else 'NOT met'}"
-        )
-    memory = results.get("server_memory")
-    if memory:
-        lines.append(f"Server peak RSS (VmHWM): {memory.get('VmHWM')} MiB")
-    writes = results.get("database_writes")
-    if writes:
-        per = ", ".join(
-            f"{r['writes_reply_start']}+{r['writes_during_generation']} at {r['token_ms']} ms/token"
-            for r in writes["replies"]
-        )
-        lines.append(f"DB writes per 1,000-token reply (start+generation): {per}")
-    if results.get("error"):
-        lines.append(f"ERROR: {results['error']}")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
-    from bench.__main__ import setup_django
-
-    with tempfile.TemporaryDirectory() as tmpdir:
-        os.environ.setdefault("LOG_LEVEL", "WARNING")
-        setup_django(tmpdir)
-        figures = run()
-        print(json.dumps(figures, indent=2))
-        print(summary(figures))
+                out[name] = await asyncio.wait_for(part(), PHASE_TIMEOUT)
+            except TimeoutError:
+                out[name] = {"failed": True, "error": f"timed out after {PHASE_TIMEOUT:g} s"}
+            except Exception as exc:  # noqa: BLE001 - a failing part is a result
+                out[name] = {"failed": True, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            log(f"  websocket {name}: {time.perf_counter() - started:.1f} s")
+    finally:
+        await direct.close()
+    return out
