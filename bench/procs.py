@@ -187,8 +187,8 @@ def server_env(
         # The bench measures streaming; the per-user send limit is not under test.
         THROTTLE_MESSAGES="1000000/min",
     )
-    if redis_url:
-        env["REDIS_URL"] = redis_url
+    # Explicitly empty, so that a .env file's REDIS_URL cannot slip in.
+    env["REDIS_URL"] = redis_url
     env.update(extra or {})
     return env
 
