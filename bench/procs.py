@@ -105,11 +105,15 @@ def stop_all() -> None:
 
 
 def install_signal_handlers() -> None:
-    """Turn SIGTERM and SIGHUP into KeyboardInterrupt so ``finally`` blocks stop children."""
+    """Turn SIGINT, SIGTERM and SIGHUP into KeyboardInterrupt so ``finally`` blocks stop
+    the children."""
 
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
+    # Ctrl-C as usual, even when started from a shell that ignores it for background jobs.
+    with contextlib.suppress(ValueError, OSError):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGHUP):
         with contextlib.suppress(ValueError, OSError):
             signal.signal(sig, handler)
