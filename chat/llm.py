@@ -3,7 +3,9 @@
 The SDK makes the request (base URL, key, timeouts, status errors); the stream's body is
 read as raw SSE lines and each chunk parsed with orjson. Building the SDK's pydantic
 object per chunk cost more than everything else a relayed token does (bench/README.md),
-and a chunk is a small, stable JSON shape.
+and a chunk is a small, stable JSON shape. The messages go in ``extra_body``, which the
+SDK sends as given: as ``messages=`` it walks every message of the context through its
+TypedDict transform first (12 % of the relay's CPU in a py-spy profile).
 
 Without ``LLM_BASE_URL`` the built-in development LLM is started in-process on a free
 port and the SDK is pointed at it, so the embedded default runs the same code path as a
@@ -170,17 +172,13 @@ async def stream_chat(
     Closing the generator (``aclosing``, or cancelling the task iterating it) closes the
     upstream HTTP stream.
     """
-    kwargs = {}
+    body = {"messages": messages, "stream_options": {"include_usage": True}}
     if tools:
-        kwargs["tools"] = tools
+        body["tools"] = tools
     if extra_body:
-        kwargs["extra_body"] = extra_body
+        body.update(extra_body)
     request = client().chat.completions.with_streaming_response.create(
-        model=model,
-        messages=messages,
-        stream=True,
-        stream_options={"include_usage": True},
-        **kwargs,
+        model=model, messages=[], stream=True, extra_body=body
     )
     calls: dict[int, ToolCall] = {}
     opened = False
@@ -241,7 +239,7 @@ async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -
     """Return the LLM's whole (non-streamed) answer, cleaned; raise LLMError on failure."""
     try:
         response = await client().chat.completions.with_raw_response.create(
-            model=model, messages=messages, max_tokens=max_tokens
+            model=model, messages=[], extra_body={"messages": messages, "max_tokens": max_tokens}
         )
         data = _chunk(response.http_response.content)
         choices = data.get("choices") if isinstance(data, dict) else None

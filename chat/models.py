@@ -170,8 +170,12 @@ class Message(models.Model):
         ]
         indexes = [
             models.Index(fields=["session", "created_at", "id"], name="message_page"),
+            # The replies being written, by conversation: a send checks its conversation's,
+            # the sweep reads them all; small whatever the number of messages.
             models.Index(
-                fields=["status"], condition=Q(status="streaming"), name="message_streaming"
+                fields=["session"],
+                condition=Q(status="streaming"),
+                name="message_streaming_session",
             ),
         ]
 

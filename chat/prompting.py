@@ -6,7 +6,7 @@ from django.conf import settings
 
 from models_app.models import Model, Run
 
-from . import tools
+from . import sql, tools
 from .models import ChatSession, Message
 
 GENERAL_PROMPT = (
@@ -122,21 +122,17 @@ def reply_context(*, session: ChatSession, message_id: int) -> ReplyContext:
                 "content": f"Summary of the earlier conversation:\n{session.summary}",
             }
         )
-    rows = (
-        Message.objects.filter(
-            session_id=session.pk, role__in=[Message.Role.USER, Message.Role.ASSISTANT]
-        )
-        .exclude(pk=message_id)
-        .exclude(role=Message.Role.ASSISTANT, content="")
-        .order_by("-created_at", "-id")
+    rows = sql.recent_messages(
+        session_id=session.pk,
+        exclude_id=message_id,
+        after_id=session.summary_until_id if session.summary else None,
+        limit=_context_rows_limit(),
     )
-    if session.summary and session.summary_until_id is not None:
-        rows = rows.filter(pk__gt=session.summary_until_id)
     budget = settings.CONTEXT_TOKEN_BUDGET * CHARS_PER_TOKEN - sum(
         len(m["content"]) for m in messages
     )
     recent = []
-    for role, content in rows.values_list("role", "content")[: _context_rows_limit()]:
+    for role, content in rows:
         budget -= len(content)
         if budget < 0 and recent:
             break

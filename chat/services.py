@@ -21,10 +21,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Exists, F, OuterRef, Subquery
+from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
-from . import selectors, signals
+from . import selectors, signals, sql
 from .exceptions import (
     ConversationNotFound,
     ConversationReadOnly,
@@ -100,10 +100,7 @@ def lock_user(user) -> None:
 
 def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
     """Deactivate the active session of a context (caller holds the user lock)."""
-    qs = ChatSession.objects.for_user(user).in_context(model_id=model_id, run_id=run_id)
-    if keep_id is not None:
-        qs = qs.exclude(pk=keep_id)
-    qs.filter(is_active=True).update(is_active=False)
+    sql.deactivate_context(user_id=user.pk, model_id=model_id, run_id=run_id, keep_id=keep_id)
 
 
 def _activate(session: ChatSession) -> None:
@@ -180,19 +177,17 @@ def _create_session(*, user, model, run, session_id=None, title="") -> ChatSessi
     _deactivate_context(
         user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
     )
-    now = timezone.now()
-    return ChatSession.objects.create(
-        id=session_id or uuid.uuid4(),
-        user=user,
-        model=model,
-        run=run,
+    session = sql.insert_session(
+        session_id=session_id or uuid.uuid4(),
+        user_id=user.pk,
+        model_id=model.pk if model else None,
+        run_id=run.pk if run else None,
         title=title,
-        title_source=ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL,
-        is_active=True,
-        created_at=now,
-        updated_at=now,
-        activity_at=now,
+        at=timezone.now(),
     )
+    # The model and run were read to resolve the context: no query to read them again.
+    session.user, session.model, session.run = user, model, run
+    return session
 
 
 def _existing_for_client_uuid(*, user, session_id, model, run) -> ChatSession | None:
@@ -434,20 +429,6 @@ class Reply:
     interrupted: tuple[int, ...] = ()
 
 
-def _session_for_send(queryset):
-    """Annotate sessions with the reply they are streaming, if any (the partial index)."""
-    streaming = Message.objects.filter(session=OuterRef("pk"), status=Message.Status.STREAMING)
-    return queryset.select_related("model", "run").annotate(
-        streaming_id=Subquery(streaming.values("pk")[:1]),
-        streaming_written_at=Subquery(streaming.values("updated_at")[:1]),
-    )
-
-
-def _abandoned(written_at) -> bool:
-    """Return whether a streaming reply last written at ``written_at`` has no writer."""
-    return written_at < timezone.now() - timedelta(seconds=REPLY_LEASE)
-
-
 @_retry_on_conflict
 def reply_start(
     *,
@@ -478,29 +459,29 @@ def reply_start(
     model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
     session_id = selectors.parse_id(session_id, field="session") if session_id else None
     model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
+    lease_cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
     with transaction.atomic():
-        lock_user(user)
-        created = False
+        sql.lock_user(user.pk)
         if session_id is not None:
-            session = _session_for_send(ChatSession.objects.filter(pk=session_id)).first()
-            if session is not None and session.user_id != user.pk:
+            target = sql.session_by_id(session_id, lease_cutoff=lease_cutoff)
+            if target is not None and target.session.user_id != user.pk:
                 raise ConversationNotFound()
-            elsewhere = (model and session.model_id != model_pk) if session else False
-            elsewhere = elsewhere or bool(run and session and session.run_id != run_pk)
-            if elsewhere:
+            if target is not None and (
+                (model and target.session.model_id != model_pk)
+                or (run and target.session.run_id != run_pk)
+            ):
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
                 )
         else:
-            session = _session_for_send(
-                ChatSession.objects.for_user(user)
-                .in_context(model_id=model_pk, run_id=run_pk)
-                .filter(is_active=True)
-            ).first()
-        if session is None:
+            target = sql.session_active(
+                user_id=user.pk, model_id=model_pk, run_id=run_pk, lease_cutoff=lease_cutoff
+            )
+        created = target is None
+        if created:
             session = _create_session(user=user, model=model, run=run, session_id=session_id)
-            session.streaming_id = None
-            created = True
+            target = sql.SendTarget(session, None, False)
+        session = target.session
         if session.detached_label:
             raise ConversationReadOnly()
         if client_id is not None and not created:
@@ -513,11 +494,11 @@ def reply_start(
                 reply = getattr(previous, "reply", None)
                 return Reply(session, previous, reply, False, True, False)
         interrupted: tuple[int, ...] = ()
-        if session.streaming_id is not None:
-            if session.streaming_id in writing or not _abandoned(session.streaming_written_at):
+        if target.streaming_id is not None:
+            if target.streaming_id in writing or not target.streaming_abandoned:
                 raise GenerationInProgress()
-            if reply_interrupt(message_id=session.streaming_id):
-                interrupted = (session.streaming_id,)
+            if reply_interrupt(message_id=target.streaming_id):
+                interrupted = (target.streaming_id,)
         activate = not session.is_active or session.archived
         if activate:
             _deactivate_context(
@@ -531,41 +512,39 @@ def reply_start(
         llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
         now = timezone.now()
         replied_at = now + timedelta(microseconds=1)
-        user_message = Message.objects.create(
-            session=session,
+        user_message = sql.insert_message(
+            session_id=session.pk,
             role=Message.Role.USER,
             content=content,
+            status=Message.Status.COMPLETE,
             client_id=client_id,
-            created_at=now,
-            updated_at=now,
+            at=now,
         )
-        assistant_message = Message.objects.create(
-            session=session,
+        assistant_message = sql.insert_message(
+            session_id=session.pk,
             role=Message.Role.ASSISTANT,
             content="",
             status=Message.Status.STREAMING,
-            reply_to=user_message,
             llm=llm,
-            created_at=replied_at,
-            updated_at=now,
+            reply_to_id=user_message.pk,
+            at=replied_at,
+            written_at=now,
         )
-        changes = {
-            "message_count": F("message_count") + 2,
-            "last_message_at": replied_at,
-            "activity_at": replied_at,
-            "updated_at": now,
-            "preview": _preview(content),
-        }
-        if not session.title:
-            changes["title"] = provisional_title(content)
-        if activate:
-            changes.update(is_active=True, archived=False)
-        ChatSession.objects.filter(pk=session.pk).update(**changes)
+        title = None if session.title else provisional_title(content)
+        preview = _preview(content)
+        sql.session_after_send(
+            session_id=session.pk,
+            at=replied_at,
+            written_at=now,
+            preview=preview,
+            title=title,
+            activate=activate,
+        )
     session.message_count += 2
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
-    session.preview = changes["preview"]
-    session.title = changes.get("title", session.title)
+    session.preview = preview
+    session.title = title or session.title
     session.is_active, session.archived = True, False
     return Reply(
         session, user_message, assistant_message, created, False, first_message, interrupted
@@ -580,12 +559,11 @@ def replies_save_progress(*, contents: dict[int, str], alive: Collection[int] = 
     A reply that is no longer streaming is left as it is.
     """
     now = timezone.now()
-    streaming = Message.objects.filter(status=Message.Status.STREAMING)
     with transaction.atomic():
         for message_id, content in contents.items():
-            streaming.filter(pk=message_id).update(content=clean_text(content), updated_at=now)
+            sql.save_progress(message_id=message_id, content=clean_text(content), at=now)
         if alive:
-            streaming.filter(pk__in=list(alive)).update(updated_at=now)
+            sql.renew(message_ids=list(alive), at=now)
 
 
 def reply_finish(
@@ -613,22 +591,15 @@ def reply_finish(
     if tools_used is not None:
         fields["tools_used"] = tools_used
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message_id, status=Message.Status.STREAMING).update(
-            **fields
-        )
-        if not updated:
+        if not sql.finish_message(message_id=message_id, fields=fields):
             return False
-        session_changes = {}
-        if prompt_tokens or completion_tokens:
-            session_changes.update(
-                prompt_tokens=F("prompt_tokens") + (prompt_tokens or 0),
-                completion_tokens=F("completion_tokens") + (completion_tokens or 0),
-                last_llm=Subquery(Message.objects.filter(pk=message_id).values("llm")[:1]),
+        if prompt_tokens or completion_tokens or content:
+            sql.session_after_finish(
+                message_id=message_id,
+                prompt_tokens=prompt_tokens or 0,
+                completion_tokens=completion_tokens or 0,
+                preview=_preview(content) if content else None,
             )
-        if content:
-            session_changes["preview"] = _preview(content)
-        if session_changes:
-            ChatSession.objects.filter(messages=message_id).update(**session_changes)
     return True
 
 

@@ -245,14 +245,14 @@ class Relay:
             if generation is None or generation.finishing:
                 self.post("send", requester, {"type": "parlor.none", "session": session})
                 return
+            # The reply so far, then (registered after it) every later frame: all on this
+            # loop with no await in between, so nothing falls between the two.
+            generation.flush()
+            snapshot = events.token(session, generation.message_id, generation.sent.text(), 0)
+            self.post("send", requester, self._event(snapshot))
             remotes = self.remotes.setdefault(session, [])
             if requester not in remotes:
                 remotes.append(requester)
-            generation.flush()
-            snapshot = engine.feeds[session].snapshot() or events.token(
-                session, generation.message_id, "", 0
-            )
-            self.post("send", requester, self._event(snapshot))
         elif kind == "parlor.none":
             if (answered := self.answers.get(session)) is not None:
                 answered.set()

@@ -4,7 +4,6 @@ Every operation gets a few generated requests through the real WSGI stack, authe
 with a bearer token; no response may be a server error or differ from the schema.
 """
 
-
 import pytest
 import schemathesis
 from django.core.wsgi import get_wsgi_application

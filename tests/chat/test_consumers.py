@@ -510,7 +510,7 @@ async def test_websocket_sends_are_rate_limited_with_a_readable_error(dev_llm, s
     await socket.send_json_to({"type": "send", "content": "one"})
     first = await receive_until(socket)
     await socket.send_json_to({"type": "send", "session": first[0]["session"], "content": "two"})
-    refused = json.loads(await socket.receive_from(timeout=3))
+    refused = (await receive_until(socket, types=("error",), timeout=3))[-1]
     await finish(socket)
 
     assert first[-1]["type"] == "done"
@@ -526,7 +526,7 @@ async def test_a_message_of_quotes_and_newlines_just_under_the_limit_is_accepted
     await socket.send_json_to({"type": "send", "content": content})
     events = await receive_until(socket)
     await socket.send_json_to({"type": "send", "content": content + '"' * 11})
-    too_long = json.loads(await socket.receive_from(timeout=3))
+    too_long = (await receive_until(socket, types=("error",), timeout=3))[-1]
     await finish(socket)
 
     assert events[0]["type"] == "session" and events[-1]["type"] == "done"
