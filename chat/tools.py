@@ -4,12 +4,15 @@ Each tool reads only the run's own data; the engine runs them server-side in a t
 """
 
 import json
+import math
+import re
 from collections import defaultdict
 from decimal import Decimal
 
 from models_app.models import Run, Trade
 
 TRADES_LIMIT_MAX = 100
+SYMBOL = re.compile(r"[A-Za-z0-9.\-]{1,20}")
 RESULT_SHORT_CHARS = 300
 
 SPECS = [
@@ -78,8 +81,8 @@ def trades(*, run: Run, symbol: str | None = None, limit: int = 20) -> list[dict
     """Return the run's trades, most recent first, optionally for one symbol."""
     qs = Trade.objects.filter(run=run)
     if symbol:
-        qs = qs.filter(symbol__iexact=str(symbol)[:20])
-    limit = max(1, min(int(limit), TRADES_LIMIT_MAX))
+        qs = qs.filter(symbol__iexact=symbol)
+    limit = max(1, min(limit, TRADES_LIMIT_MAX))
     return [
         {
             "symbol": t.symbol,
@@ -107,24 +110,55 @@ def open_positions(*, run: Run) -> list[dict]:
     ]
 
 
-def run_tool(*, run_id: int, name: str, arguments: dict) -> str:
-    """Run one tool over a run's data; return its JSON result (errors are results too)."""
+class BadArguments(ValueError):
+    """Arguments the model sent that a tool cannot take; the model is told why."""
+
+
+def _limit(value) -> int:
+    if value is None:
+        return 20
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadArguments("limit must be a whole number.")
+    if not math.isfinite(value) or value != int(value):
+        raise BadArguments("limit must be a whole number.")
+    if not 1 <= value <= TRADES_LIMIT_MAX:
+        raise BadArguments(f"limit must be from 1 to {TRADES_LIMIT_MAX}.")
+    return int(value)
+
+
+def _symbol(value) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or not SYMBOL.fullmatch(value):
+        raise BadArguments("symbol must be a ticker of at most 20 letters, digits, '.' or '-'.")
+    return value
+
+
+def run_tool(*, run_id: int, name: str, arguments: dict | None) -> str:
+    """Run one tool over a run's data; return its JSON result (errors are results too).
+
+    Arguments are checked before they reach the database (finite numbers in range, a
+    plausible ticker): a bad one is an error the model reads, not a failed reply.
+    """
     run = Run.objects.select_related("model").filter(pk=run_id).first()
     if run is None:
         return json.dumps({"error": "The run no longer exists."})
+    if not isinstance(arguments, dict):
+        return json.dumps({"error": "Bad arguments: they must be a JSON object."})
     try:
         if name == "get_run_summary":
             result = run_summary(run=run)
         elif name == "get_trades":
-            limit = arguments.get("limit", 20)
-            if isinstance(limit, bool) or not isinstance(limit, int | float | str):
-                limit = 20
-            result = trades(run=run, symbol=arguments.get("symbol") or None, limit=int(limit))
+            result = trades(
+                run=run,
+                symbol=_symbol(arguments.get("symbol")),
+                limit=_limit(arguments.get("limit")),
+            )
         elif name == "get_open_positions":
             result = open_positions(run=run)
         else:
-            result = {"error": f"Unknown tool {name!r}."}
-    except (TypeError, ValueError) as exc:
+            result = {"error": f"Unknown tool {name[:64]!r}."}
+    except BadArguments as exc:
         result = {"error": f"Bad arguments: {exc}"}
     return json.dumps(result)
 

@@ -138,3 +138,60 @@ def test_a_few_threads_switching_keep_one_active_session_on_any_database():
     errors, _ = run_workers(user=user, contexts=contexts, workers=4, operations=40, seed=3)
     assert errors == []
     assert active_per_context(user, contexts) == {"general": 1, "model": 1}
+
+
+def send_at_once(*, user, workers, **fields):
+    """Call reply_start from ``workers`` threads at the same moment; return what each got."""
+    from chat.exceptions import GenerationInProgress
+
+    barrier = threading.Barrier(workers)
+    outcomes = []
+
+    def work():
+        try:
+            connection.ensure_connection()  # connected before the start, so they overlap
+            barrier.wait(timeout=30)
+            reply = services.reply_start(user=user, content="at once", **fields)
+            outcomes.append(("sent", reply.session.pk))
+        except GenerationInProgress:
+            outcomes.append(("busy", None))
+        except Exception as exc:  # anything else the caller would see
+            outcomes.append(("failed", repr(exc)))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=JOIN_TIMEOUT)
+    assert not any(thread.is_alive() for thread in threads), "a worker hung (deadlock?)"
+    return outcomes
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_sends_racing_into_one_conversation_start_exactly_one_reply():
+    """The user lock of reply_start: without it, racing sends each start a reply."""
+    from chat.models import Message
+
+    user = UserFactory()
+    session, _ = services.conversation_start(user=user)
+    outcomes = send_at_once(user=user, workers=12, session_id=session.pk)
+    assert sorted(kind for kind, _ in outcomes) == ["busy"] * 11 + ["sent"]
+    streaming = Message.objects.filter(session=session, status=Message.Status.STREAMING)
+    assert streaming.count() == 1
+    assert Message.objects.filter(session=session).count() == 2
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db(transaction=True)
+def test_sends_racing_into_a_context_with_no_conversation_make_one():
+    """Sends without a conversation id go to the context's active one, made once."""
+    user = UserFactory()
+    model = ModelFactory(owner=user)
+    outcomes = send_at_once(user=user, workers=12, model_id=model.pk)
+    assert [kind for kind, _ in outcomes].count("sent") == 1
+    assert {kind for kind, _ in outcomes} <= {"sent", "busy"}
+    assert ChatSession.objects.for_user(user).count() == 1
+    assert active_per_context(user, {"model": {"model_id": model.pk}}) == {"model": 1}

@@ -371,3 +371,26 @@ async def test_sse_shares_the_send_budget_with_the_websocket_and_answers_429(dev
     assert json.loads(response.content)["error"]["code"] == "rate_limited"
     assert int(response["Retry-After"]) >= 1
     assert await database_sync_to_async(Message.objects.count)() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("name", "arguments", "fragment"),
+    [
+        ("get_trades", '{"limit": 1e999}', "whole number"),
+        ("get_trades", '{"limit": -3}', "from 1 to 100"),
+        ("get_trades", '{"limit": 2.5}', "whole number"),
+        ("get_trades", '{"limit": "ten"}', "whole number"),
+        ("get_trades", '{"symbol": 5}', "ticker"),
+        ("get_trades", '{"symbol": "' + "A" * 40 + '"}', "ticker"),
+        ("get_trades", "[1, 2]", "JSON object"),
+        ("get_trades", "{not json", "JSON object"),
+    ],
+)
+def test_bad_tool_arguments_are_an_error_the_model_reads(name, arguments, fragment):
+    from chat.llm import ToolCall
+
+    run = RunFactory()
+    call = ToolCall(id="c1", name=name, arguments=arguments)
+    result = json.loads(tools.run_tool(run_id=run.pk, name=name, arguments=call.parsed_arguments()))
+    assert fragment in result["error"]

@@ -132,3 +132,131 @@ async def test_unauthenticated_is_401_and_foreign_session_is_404():
     assert response.status_code == 404
     assert response.json()["error"]["message"] == "Conversation not found."
     assert await counts() == before
+
+
+# Through config.asgi.application, as a server serves it: no middleware on this path, so
+# the view's own host, session and CSRF checks are what stands.
+
+
+async def asgi_post(body: bytes, headers: list[tuple[bytes, bytes]], host=b"testserver"):
+    """POST to the ASGI application as a server would; return the status and whole body."""
+    from asgiref.testing import ApplicationCommunicator
+
+    from config.asgi import application
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": URL,
+        "raw_path": URL.encode(),
+        "query_string": b"",
+        "headers": [(b"host", host), (b"content-type", b"application/json"), *headers],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    communicator = ApplicationCommunicator(application, scope)
+    await communicator.send_input({"type": "http.request", "body": body, "more_body": False})
+    start = await communicator.receive_output(10)
+    chunks = []
+    while True:
+        message = await communicator.receive_output(10)
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            break
+    return {"status": start["status"], "body": b"".join(chunks)}
+
+
+async def test_the_server_path_streams_a_reply_with_a_bearer_token():
+    user = await make_user()
+    auth = (await bearer_for(user))["Authorization"].encode()
+    response = await asgi_post(b'{"message": "Hi"}', [(b"authorization", auth)])
+    assert response["status"] == 200
+    events = parse([response["body"]])
+    assert [events[0]["type"], events[-1]["type"]] == ["session", "done"]
+    await streaming.Engine.current().wait_idle()
+
+
+async def test_the_server_path_refuses_a_host_not_allowed(settings):
+    settings.ALLOWED_HOSTS = ["parlor.example"]
+    user = await make_user()
+    auth = (await bearer_for(user))["Authorization"].encode()
+    before = await counts()
+    response = await asgi_post(b'{"message": "Hi"}', [(b"authorization", auth)], host=b"evil")
+    assert response["status"] == 400
+    assert json.loads(response["body"])["error"]["code"] == "invalid"
+    assert await counts() == before
+
+
+async def test_the_server_path_checks_the_session_cookie_and_csrf():
+    from django.conf import settings as django_settings
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.middleware.csrf import _get_new_csrf_string
+
+    user = await make_user()
+
+    @database_sync_to_async
+    def signed_in() -> str:
+        store = SessionStore()
+        store[SESSION_KEY] = str(user.pk)
+        store[BACKEND_SESSION_KEY] = django_settings.AUTHENTICATION_BACKENDS[0]
+        store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+        store.save()
+        return store.session_key
+
+    key = await signed_in()
+    csrf = _get_new_csrf_string()
+    cookie = f"{django_settings.SESSION_COOKIE_NAME}={key}; csrftoken={csrf}".encode()
+    before = await counts()
+    refused = await asgi_post(b'{"message": "Hi"}', [(b"cookie", cookie)])
+    assert refused["status"] == 403
+    assert json.loads(refused["body"])["error"]["code"] == "csrf_failed"
+    assert await counts() == before
+    anonymous = await asgi_post(b'{"message": "Hi"}', [(b"x-csrftoken", csrf.encode())])
+    assert anonymous["status"] == 401
+
+    accepted = await asgi_post(
+        b'{"message": "Hi"}', [(b"cookie", cookie), (b"x-csrftoken", csrf.encode())]
+    )
+    assert accepted["status"] == 200
+    assert parse([accepted["body"]])[-1]["type"] == "done"
+    await streaming.Engine.current().wait_idle()
+
+
+async def test_a_second_generation_in_a_conversation_is_409_as_on_rest():
+    user = await make_user()
+    headers = await bearer_for(user)
+    client = AsyncClient()
+    first = await post(client, {"message": "Long [dev:tokens=400] [dev:token_ms=5]"}, headers)
+    stream = aiter(first.streaming_content)
+    session = json.loads((await anext(stream)).decode()[6:])["session"]
+    before = await counts()
+    second = await post(client, {"message": "Again", "session": session}, headers)
+    await stream.aclose()
+    assert second.status_code == 409
+    assert second.json()["error"]["code"] == "generation_in_progress"
+    assert await counts() == before
+    await streaming.Engine.current().wait_idle()
+
+
+async def test_text_the_database_cannot_store_is_kept_as_replacement_characters():
+    """A NUL and half a surrogate pair from the user, odd bytes from the model: the reply
+    completes, and both are stored with U+FFFD in place of what could not be."""
+    user = await make_user()
+    body = b'{"message": "nul \\u0000 and half \\ud83d [dev:fault=odd_text]"}'
+    response = await AsyncClient().post(
+        URL, data=body, content_type="application/json", headers=await bearer_for(user)
+    )
+    events = parse([chunk async for chunk in response.streaming_content])
+    await streaming.Engine.current().wait_idle()
+    assert events[-1]["type"] == "done"
+    question, reply = await database_sync_to_async(
+        lambda: list(Message.objects.filter(session_id=events[0]["session"]).order_by("id"))
+    )()
+    assert question.content == "nul \ufffd and half \ufffd [dev:fault=odd_text]"
+    assert reply.status == "complete"
+    assert reply.content == "".join(e["content"] for e in events if e["type"] == "token")
+    assert "\x00" not in reply.content and reply.content.count("\ufffd") >= 3
