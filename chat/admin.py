@@ -5,13 +5,12 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import Q
 from django.http import HttpResponse
 from django.utils import timezone
 
 from . import exports, services
 from .exceptions import DomainError
-from .models import ChatSession, Message
+from .models import ChatSession, Context, Message
 
 
 class ContextFilter(admin.SimpleListFilter):
@@ -19,24 +18,11 @@ class ContextFilter(admin.SimpleListFilter):
     parameter_name = "context"
 
     def lookups(self, request, model_admin):
-        return [
-            ("general", "General"),
-            ("model", "Model"),
-            ("run", "Run"),
-            ("detached", "Deleted model or run"),
-        ]
+        return Context.choices
 
     def queryset(self, request, queryset):
-        live = Q(detached_label="")
-        match self.value():
-            case "general":
-                return queryset.filter(live, model__isnull=True, run__isnull=True)
-            case "model":
-                return queryset.filter(live, model__isnull=False, run__isnull=True)
-            case "run":
-                return queryset.filter(live, run__isnull=False)
-            case "detached":
-                return queryset.exclude(live)
+        if self.value() in Context.values:
+            return queryset.of_context(self.value())
         return queryset
 
 
@@ -126,7 +112,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
 
     @admin.display(description="context")
     def context_display(self, obj):
-        return obj.detached_label or obj.context
+        return obj.detached_label if obj.context == Context.DETACHED else obj.context
 
     def save_model(self, request, obj, form, change):
         """Save title/pin/archive through the service, so its rules apply here too."""

@@ -15,7 +15,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from .exceptions import DomainError
-from .models import ChatSession, Message
+from .models import ChatSession, Context, Message
 from .services import PREVIEW_CHARS, TITLE_MAX_CHARS
 
 EXPORT_FORMAT = "parlor.conversation"
@@ -89,12 +89,15 @@ def export_json(*, session: ChatSession) -> dict:
 
 def export_markdown(*, session: ChatSession) -> str:
     """Return the conversation as a readable Markdown document."""
-    if session.run_id:
-        context = f"Run #{session.run_id} of {session.model.name}"
-    elif session.model_id:
-        context = f"Model: {session.model.name}"
-    else:
-        context = session.detached_label or "General"
+    match session.context:
+        case Context.RUN:
+            context = f"Run #{session.run_id} of {session.model.name}"
+        case Context.MODEL:
+            context = f"Model: {session.model.name}"
+        case Context.DETACHED:
+            context = session.detached_label
+        case _:
+            context = "General"
     lines = [
         f"# {session.title or 'New conversation'}",
         "",

@@ -6,16 +6,45 @@ from django.db.models import Q
 from django.utils import timezone
 
 
+class Context(models.TextChoices):
+    """The kind of a conversation's context (SPEC 2): what the conversation is about."""
+
+    GENERAL = "general", "General"
+    MODEL = "model", "Model"
+    RUN = "run", "Run"
+    DETACHED = "detached", "Deleted model or run"
+
+
+# The one rule of the kind of context, for queries; ``ChatSession.context`` is the same rule
+# for one row (tests/chat/test_models.py holds them together). A conversation whose model or
+# run was deleted is detached whatever ids it still holds (a deleted run's conversation keeps
+# its model); the others are a run's, a model's or general by their ids.
+ATTACHED = Q(detached_label="")
+CONTEXT_FILTERS = {
+    Context.GENERAL: ATTACHED & Q(model__isnull=True, run__isnull=True),
+    Context.MODEL: ATTACHED & Q(model__isnull=False, run__isnull=True),
+    Context.RUN: ATTACHED & Q(run__isnull=False),
+    Context.DETACHED: ~ATTACHED,
+}
+
+
 class ChatSessionQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(user=user)
 
+    def of_context(self, kind: str):
+        """Filter to one kind of context: general, model, run or detached."""
+        return self.filter(CONTEXT_FILTERS[kind])
+
     def in_context(self, *, model_id=None, run_id=None):
-        """Filter to one context; general is (NULL, NULL), which ``=`` cannot match."""
+        """Filter to one context; general is (NULL, NULL), which ``=`` cannot match.
+
+        A detached conversation is in none.
+        """
         return self.filter(
+            ATTACHED,
             Q(model_id=model_id) if model_id is not None else Q(model__isnull=True),
             Q(run_id=run_id) if run_id is not None else Q(run__isnull=True),
-            detached_label="",
         )
 
 
@@ -119,14 +148,15 @@ class ChatSession(models.Model):
         return f"/c/{self.id}"
 
     @property
-    def context(self) -> str:
+    def context(self) -> Context:
+        """Return the kind of this conversation's context (the rule of CONTEXT_FILTERS)."""
         if self.detached_label:
-            return "detached"
+            return Context.DETACHED
         if self.run_id:
-            return "run"
+            return Context.RUN
         if self.model_id:
-            return "model"
-        return "general"
+            return Context.MODEL
+        return Context.GENERAL
 
 
 class Message(models.Model):

@@ -8,12 +8,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Q, Sum
+from django.db.models import Count, Exists, Max, OuterRef, Sum
 from django.utils import timezone
 
 from models_app.models import Model
 
-from .models import ChatSession, Message
+from .models import ChatSession, Context, Message
 
 # The constraints that enforce invariant 1 and the session's consistency rules.
 EXPECTED_CONSTRAINTS = (
@@ -26,15 +26,6 @@ EXPECTED_CONSTRAINTS = (
 EMPTY_AGE = timedelta(hours=24)
 STALE_STREAMING_AGE = timedelta(minutes=10)
 TOP_MODELS = 5
-
-
-def _context_q(context: str) -> Q:
-    live = Q(detached_label="")
-    return {
-        "general": live & Q(model__isnull=True, run__isnull=True),
-        "model": live & Q(model__isnull=False, run__isnull=True),
-        "run": live & Q(run__isnull=False),
-    }[context]
 
 
 def active_duplicates() -> list[dict]:
@@ -60,8 +51,8 @@ def active_counts() -> dict[str, int]:
     """Return how many sessions are active in general, model and run contexts."""
     active = ChatSession.objects.filter(is_active=True)
     return {
-        context: active.filter(_context_q(context)).count()
-        for context in ("general", "model", "run")
+        kind.value: active.of_context(kind).count()
+        for kind in (Context.GENERAL, Context.MODEL, Context.RUN)
     }
 
 
@@ -90,7 +81,7 @@ def unsummarized_count() -> int:
 
 def detached_count() -> int:
     """Return how many conversations belonged to a model or run that was deleted."""
-    return ChatSession.objects.exclude(detached_label="").count()
+    return ChatSession.objects.of_context(Context.DETACHED).count()
 
 
 def streaming_leftovers(*, now=None) -> dict[str, int]:

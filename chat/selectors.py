@@ -7,7 +7,20 @@ access its caller has already checked.
 import uuid
 from datetime import datetime
 
-from django.db.models import Case, F, IntegerField, Q, QuerySet, Value, When, Window
+from django.db import connection
+from django.db.models import (
+    Case,
+    F,
+    FloatField,
+    IntegerField,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+    Window,
+)
 from django.db.models.functions import Coalesce, RowNumber
 
 from models_app.models import Model, Run
@@ -19,7 +32,7 @@ from .exceptions import (
     ModelNotFound,
     RunNotFound,
 )
-from .models import ChatSession, Message
+from .models import ATTACHED, CONTEXT_FILTERS, ChatSession, Context, Message
 from .text import clean_text
 
 MESSAGE_PAGE_MAX = 200
@@ -120,17 +133,12 @@ def session_list(
     qs = ChatSession.objects.for_user(user).select_related("model", "run")
     if archived is not None:
         qs = qs.filter(archived=archived)
-    if context == "general":
-        qs = qs.filter(model__isnull=True, run__isnull=True, detached_label="")
-    elif context == "model":
-        # A conversation of a deleted run keeps its model but is listed as detached.
-        qs = qs.filter(model__isnull=False, run__isnull=True, detached_label="")
-    elif context == "run":
-        qs = qs.filter(run__isnull=False, detached_label="")
-    elif context == "detached":
-        qs = qs.exclude(detached_label="")
-    elif context is not None:
-        raise DomainError("context must be one of general, model, run, detached.", field="context")
+    if context is not None:
+        if context not in Context.values:
+            raise DomainError(
+                f"context must be one of {', '.join(Context.values)}.", field="context"
+            )
+        qs = qs.of_context(context)
     if model_id not in (None, ""):
         qs = qs.filter(model_id=parse_int_id(model_id, field="model"))
     if run_id not in (None, ""):
@@ -180,11 +188,18 @@ SIDEBAR_PAGE = 30
 SIDEBAR_OFFSET_MAX = 1_000_000
 
 
+# A sidebar group by its key: general, each model with its run conversations (the model's
+# id), detached (the conversations of deleted models and runs).
+GROUP_GENERAL = 0
+GROUP_DETACHED = -1
+
+
 def _sidebar_group_key():
-    """Return the expression naming a session's sidebar group: -1 detached, 0 general, model."""
+    """Return the expression of a session's sidebar group key (GROUP_*, or its model's id)."""
     return Case(
-        When(~Q(detached_label=""), then=Value(-1)),
-        default=Coalesce("model_id", Value(0)),
+        When(CONTEXT_FILTERS[Context.DETACHED], then=Value(GROUP_DETACHED)),
+        When(CONTEXT_FILTERS[Context.GENERAL], then=Value(GROUP_GENERAL)),
+        default=F("model_id"),
         output_field=IntegerField(),
     )
 
@@ -192,8 +207,8 @@ def _sidebar_group_key():
 def sidebar_sessions(*, user, per_group: int = SIDEBAR_PAGE, archived: bool = False) -> list:
     """Return the first ``per_group`` sessions of every sidebar group, in one query.
 
-    Groups: general, each model (its run conversations included), detached. Each group is
-    ordered pinned first, then most recent activity.
+    Groups: general, each model (its run conversations included), detached; each session
+    carries ``group_key``. Each group is ordered pinned first, then most recent activity.
     """
     qs = session_list(user=user, archived=archived).annotate(
         group_key=_sidebar_group_key(),
@@ -218,13 +233,11 @@ def sidebar_group_page(
         raise DomainError(
             f"offset must be an integer from 0 to {SIDEBAR_OFFSET_MAX}.", field="offset"
         )
-    if group == "general":
-        qs = session_list(user=user, context="general", archived=archived)
-    elif group == "detached":
-        qs = session_list(user=user, context="detached", archived=archived)
+    if group in (Context.GENERAL, Context.DETACHED):
+        qs = session_list(user=user, context=group, archived=archived)
     elif group.startswith("model-"):
         qs = session_list(user=user, model_id=group.removeprefix("model-"), archived=archived)
-        qs = qs.filter(detached_label="")
+        qs = qs.filter(ATTACHED)
     else:
         raise DomainError("Unknown sidebar group.", field="group")
     rows = list(qs[offset : offset + limit + 1])
@@ -267,10 +280,6 @@ def session_search(
     ``SearchRank`` over the GIN indexes of migration 0002, snippet by ``ts_headline``.
     SQLite: a case-insensitive match, title matches first, then recent activity.
     """
-    from django.db import connection
-    from django.db.models import F, FloatField, OuterRef, Q, Subquery, Value
-    from django.db.models.functions import Coalesce
-
     if not isinstance(query, str):
         raise DomainError("q must be a string.", field="q")
     # PostgreSQL refuses NUL anywhere in a query: it becomes U+FFFD, like stored text.
@@ -330,8 +339,6 @@ def session_search(
         for session in rows:
             session.snippet = session.message_snippet or session.title_snippet
     else:
-        from django.db.models import Case, IntegerField, When
-
         matching = Message.objects.filter(
             session__user=user, content__icontains=query, role__in=roles
         )

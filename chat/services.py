@@ -34,7 +34,7 @@ from .exceptions import (
     InvalidContext,
     MessageTooLong,
 )
-from .models import ChatSession, Message
+from .models import ChatSession, Context, Message
 from .text import clean_text
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
 
 def _activate(session: ChatSession) -> None:
     """Make ``session`` the active one of its context, without touching its timestamps."""
-    if session.detached_label:
+    if session.context == Context.DETACHED:
         raise ConversationReadOnly()
     _deactivate_context(
         user=session.user,
@@ -204,7 +204,7 @@ def _existing_for_client_uuid(*, user, session_id, model, run) -> ChatSession | 
     if (existing.model_id, existing.run_id) != (
         model.pk if model else None,
         run.pk if run else None,
-    ) and not existing.detached_label:
+    ) and existing.context != Context.DETACHED:
         raise InvalidContext(
             "A conversation with this id already exists in another context.", field="id"
         )

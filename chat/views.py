@@ -17,7 +17,7 @@ from models_app.models import Model
 
 from . import selectors, services
 from .exceptions import ConversationReadOnly, DomainError, NotFound
-from .models import Message
+from .models import Context, Message
 from .text import clean_text
 
 MESSAGE_PAGE = 50
@@ -82,10 +82,10 @@ def sidebar_context(user, *, archived: bool = False) -> dict:
     page = selectors.SIDEBAR_PAGE
     groups = [
         {
-            "key": "general",
-            "label": "General",
+            "key": Context.GENERAL,
+            "label": Context.GENERAL.label,
             "new_url": reverse("chat:new"),
-            "sessions": by_key.get(0, []),
+            "sessions": by_key.get(selectors.GROUP_GENERAL, []),
         }
     ]
     for model in models:
@@ -98,8 +98,8 @@ def sidebar_context(user, *, archived: bool = False) -> dict:
                 "sessions": by_key.get(model.pk, []),
             }
         )
-    if by_key.get(-1):
-        groups.append({"key": "detached", "label": "Deleted model", "sessions": by_key[-1]})
+    if detached := by_key.get(selectors.GROUP_DETACHED):
+        groups.append({"key": Context.DETACHED, "label": "Deleted model", "sessions": detached})
     for group in groups:
         group["has_more"] = len(group["sessions"]) >= page
         group["next_offset"] = page
@@ -121,7 +121,7 @@ def _chat_page(request, *, session=None, model=None, run=None):
         "messages": messages,
         "has_more": has_more,
         "streaming_id": streaming_id,
-        "read_only": bool(session and session.detached_label),
+        "read_only": session is not None and session.context == Context.DETACHED,
         "url_base": f"/m/{model.pk}/c/" if model and not run else "/c/",
         "current_id": str(session.pk) if session else "",
         **sidebar_context(request.user),

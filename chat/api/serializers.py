@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from django.conf import settings
 from rest_framework import serializers
 
-from chat.models import ChatSession, Message
+from chat.models import ChatSession, Context, Message
 from chat.services import CLIENT_ID_MAX_CHARS, TITLE_MAX_CHARS
 
 
@@ -212,9 +212,7 @@ class StopSerializer(serializers.Serializer):
 
 
 class SessionListQuerySerializer(StrictSerializer):
-    context = serializers.ChoiceField(
-        choices=["general", "model", "run", "detached"], required=False
-    )
+    context = serializers.ChoiceField(choices=Context.values, required=False)
     model = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     run = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     q = serializers.CharField(required=False, max_length=200)

@@ -13,7 +13,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
 from chat import services
-from chat.models import Message
+from chat.models import Context, Message
 from models_app import services as model_services
 from models_app.models import Model, Run
 
@@ -267,7 +267,7 @@ class Command(BaseCommand):
             key = {"model_id": models[context].pk}
         session_id = uuid.uuid5(SEED_NAMESPACE, f"{user.pk}:{title}")
         session, created = services.conversation_start(user=user, session_id=session_id, **key)
-        if session.detached_label:
+        if session.context == Context.DETACHED:
             return False
         for number, (question, answer) in enumerate(exchanges):
             # The client_id makes a second run find the stored messages instead of adding.
