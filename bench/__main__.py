@@ -213,6 +213,7 @@ class Run:
         """Start a server as production would; fall back to the local settings (with
         DEBUG=false) if the production settings do not start, and say so."""
         self.ensure_upstream()
+        reason = ""
         for settings_module in dict.fromkeys((self.args.settings, "config.settings.local")):
             env = self.procs.server_env(
                 database_url=self.database_url,
@@ -225,6 +226,8 @@ class Run:
                 child, base = self.procs.start_server(name, self.workdir, env, workers=workers)
             except RuntimeError as exc:
                 log(f"{name} with {settings_module} did not start: {str(exc)[-500:]}")
+                lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+                reason = lines[-1] if lines else str(exc)
                 continue
             info = self.procs.runtime(child)
             info["settings"] = settings_module
@@ -242,7 +245,7 @@ class Run:
                 f"{info['uvloop']}, httptools {info['httptools']})"
             )
             return child, base
-        raise RuntimeError(f"{name} did not start with any settings")
+        raise RuntimeError(f"{name} did not start: {reason}"[:500])
 
     # Parts ---------------------------------------------------------------------------
 

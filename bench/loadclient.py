@@ -286,6 +286,11 @@ async def create_conversations(
     return ids
 
 
+def _round(value):
+    """Two decimals; None instead of NaN (no samples), so the report stays valid JSON."""
+    return None if value != value else round(value, 2)
+
+
 def summarize(results, wall, cpu, *, label="", url="", concurrency=1) -> dict:
     ok = [r for r in results if r["ok"]]
     errs = [r for r in results if not r["ok"]]
@@ -304,11 +309,11 @@ def summarize(results, wall, cpu, *, label="", url="", concurrency=1) -> dict:
         "ok": len(ok),
         "errors": len(errs),
         "wall_s": round(wall, 3),
-        "ttft_ms_p50": round(pct(ttft, 50), 2),
-        "ttft_ms_p95": round(pct(ttft, 95), 2),
-        "ttft_ms_p99": round(pct(ttft, 99), 2),
-        "total_ms_p50": round(pct(total, 50), 2),
-        "total_ms_p95": round(pct(total, 95), 2),
+        "ttft_ms_p50": _round(pct(ttft, 50)),
+        "ttft_ms_p95": _round(pct(ttft, 95)),
+        "ttft_ms_p99": _round(pct(ttft, 99)),
+        "total_ms_p50": _round(pct(total, 50)),
+        "total_ms_p95": _round(pct(total, 95)),
         "tokens_total": words,
         "tokens_per_req_mean": round(words / len(ok), 1) if ok else 0,
         "chunks_per_req_mean": round(chunks / len(ok), 1) if ok else 0,
@@ -321,8 +326,8 @@ def summarize(results, wall, cpu, *, label="", url="", concurrency=1) -> dict:
         "error_samples": sorted({r["error"] for r in errs if r["error"]})[:5],
     }
     if session_event:
-        out["session_event_ms_p50"] = round(pct(session_event, 50), 2)
-        out["session_event_ms_p95"] = round(pct(session_event, 95), 2)
+        out["session_event_ms_p50"] = _round(pct(session_event, 50))
+        out["session_event_ms_p95"] = _round(pct(session_event, 95))
     return out
 
 

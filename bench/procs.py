@@ -61,7 +61,7 @@ class Child:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}: {self.log_tail()}"
+                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
                 )
             try:
                 urllib.request.urlopen(url, timeout=2).close()

@@ -84,6 +84,14 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
                     add(label, f"FAILED: {str(leg.get('error') or d.get('error'))[:160]}")
                     continue
                 cpu = g(leg, "cpu_ms_per_req", "server")
+                if leg.get("errors"):
+                    add(
+                        f"{label}: failed requests",
+                        f"{leg['errors']} in {len(leg.get('per_round', []))} round(s), "
+                        f"figures from {leg['rounds']}: "
+                        f"{'; '.join(leg.get('error_samples', []))[:160]}",
+                        met=False,
+                    )
                 if c == "c1":
                     a50, a95 = leg["added_ttft_p50_ms"], leg["added_ttft_p95_ms"]
                     add(
@@ -190,6 +198,13 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
         else:
             one, two = workers.get("one_worker", {}), workers.get("two_workers", {})
             ratio = workers.get("two_over_one_tokens_per_s")
+            for name, leg in (("one worker", one), ("two workers", two)):
+                if leg.get("errors") and not leg.get("failed"):
+                    add(
+                        f"SSE 50 clients, {name}: failed requests",
+                        f"{leg['errors']}: {'; '.join(leg.get('error_samples', []))[:160]}",
+                        met=False,
+                    )
             if one.get("failed") or two.get("failed"):
                 add(
                     "Two workers / one, 50 clients",
