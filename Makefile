@@ -28,12 +28,16 @@ run: install
 	$(BIN)/python manage.py seed_demo
 	$(BIN)/python manage.py runserver $(HOST):$(PORT)
 
-## Command two: install everything the tests need and run the whole suite
+## Command two: install everything the tests need and run the whole suite. The tests use
+## their own services (config/settings/test.py): no .env, and none of the app's Redis or LLM
+## even when the shell exports them. Any failing step fails it, pytest's 5 (no tests) too.
+test: TEST_ENV = env -u REDIS_URL -u LLM_BASE_URL -u OPENAI_API_KEY \
+	DJANGO_SETTINGS_MODULE=config.settings.test
 test: install-dev
 	bash scripts/ensure-chromium.sh
 	$(BIN)/ruff check .
-	$(BIN)/python manage.py makemigrations --check --dry-run
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python manage.py makemigrations --check --dry-run
+	$(TEST_ENV) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

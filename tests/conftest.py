@@ -6,6 +6,38 @@ from django.db import connection
 from .factories import ModelFactory, RunFactory, UserFactory
 
 
+def pytest_configure(config):
+    """Refuse to run with the app's own services: tests use their own (config/settings/test.py).
+
+    The test settings read no .env and keep the cache in memory, but take REDIS_URL,
+    LLM_BASE_URL and OPENAI_API_KEY from the environment, for the server processes some
+    tests start; exported in the shell that runs pytest they would reach a real Redis or
+    provider. ``make test`` unsets them; a bare ``pytest`` with them set stops here.
+    """
+    from django.conf import settings
+
+    problems = []
+    if settings.DOTENV:
+        problems.append(f"{settings.SETTINGS_MODULE} reads {settings.DOTENV}")
+    cache = settings.CACHES["default"]["BACKEND"]
+    if not cache.endswith("LocMemCache"):
+        problems.append(f"the cache is {cache}")
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    if not layer.endswith("InMemoryChannelLayer"):
+        problems.append(f"the channel layer is {layer} (REDIS_URL is set)")
+    if settings.LLM_BASE_URL:
+        problems.append(f"LLM_BASE_URL is {settings.LLM_BASE_URL}")
+    if settings.OPENAI_API_KEY:
+        problems.append("OPENAI_API_KEY is set")
+    if problems:
+        raise pytest.UsageError(
+            "the tests would use services that are not theirs: "
+            + "; ".join(problems)
+            + ". Run `make test`, or pytest with DJANGO_SETTINGS_MODULE=config.settings.test"
+            " and without REDIS_URL, LLM_BASE_URL and OPENAI_API_KEY in the environment."
+        )
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip PostgreSQL-only tests on SQLite; they run in CI's PostgreSQL pass."""
     if connection.vendor == "postgresql":

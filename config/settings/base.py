@@ -5,6 +5,7 @@ The embedded default (no variables at all) is SQLite, the in-memory channel laye
 the built-in development LLM; production refuses to start without its secrets.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -12,7 +13,11 @@ import environ
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 
 env = environ.Env()
-environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# The .env file fills in what the environment does not set. PARLOR_DOTENV names another
+# file; set and empty, no file is read (the test settings set it so: tests use their own
+# database, cache, channel layer and LLM, never the ones a .env names).
+if DOTENV := os.environ.get("PARLOR_DOTENV", str(BASE_DIR / ".env")):
+    environ.Env.read_env(DOTENV, overwrite=False)
 
 SECRET_KEY = env("SECRET_KEY", default="")
 DEBUG = env.bool("DEBUG", default=False)
