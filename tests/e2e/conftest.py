@@ -22,7 +22,8 @@ from django.db import connection
 
 from chat.devllm import DevConfig, DevLLMThread
 
-CHROMIUM = "/usr/bin/chromium"
+# Debian's chromium package; PARLOR_CHROMIUM names another (scripts/ensure-chromium.sh too).
+CHROMIUM = os.environ.get("PARLOR_CHROMIUM") or "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -37,15 +38,36 @@ ARTIFACTS = ROOT / "test-artifacts"
 SERVER_START_TIMEOUT = 30
 
 
+CHROMIUM_MISSING = (
+    f"Chromium ({CHROMIUM}) is not installed; run as root or apt-get install chromium; "
+    ".ci/run runs these"
+)
+
+
+def _chromium_missing() -> bool:
+    return not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK))
+
+
 def pytest_collection_modifyitems(config, items):
-    """Mark every test here as e2e; skip them when Chromium is missing (outside CI)."""
+    """Mark every test here as e2e; skip them when Chromium is missing, except in CI
+    (REQUIRE_SERVICES=1), where the ``chromium`` fixture fails them instead."""
     here = Path(__file__).parent
-    missing = not os.access(CHROMIUM, os.X_OK)
+    skip = _chromium_missing() and not os.environ.get("REQUIRE_SERVICES")
     for item in items:
         if Path(str(item.fspath)).is_relative_to(here):
             item.add_marker(pytest.mark.e2e)
-            if missing and not os.environ.get("REQUIRE_SERVICES"):
-                item.add_marker(pytest.mark.skip(reason=f"{CHROMIUM} is not installed"))
+            if skip:
+                item.add_marker(pytest.mark.skip(reason=CHROMIUM_MISSING))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """The Chromium executable; in CI (REQUIRE_SERVICES=1) its absence fails."""
+    if _chromium_missing():
+        if os.environ.get("REQUIRE_SERVICES"):
+            pytest.fail(f"Chromium is required (REQUIRE_SERVICES=1): {CHROMIUM_MISSING}")
+        pytest.skip(CHROMIUM_MISSING)
+    return CHROMIUM
 
 
 def _database_url(workdir: Path) -> str:
@@ -145,14 +167,14 @@ def live_url(django_db_setup, django_db_blocker, e2e_llm):
 
 
 @pytest.fixture(scope="module")
-def browser():
+def browser(chromium):
     """Chromium for one module: Playwright's sync API keeps an event loop running in this
     thread while it is open, which the async tests of other modules must not inherit."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+            executable_path=chromium, headless=True, args=CHROMIUM_ARGS
         )
         yield browser
         browser.close()
