@@ -1,29 +1,11 @@
-"""Domain errors. Every transport turns them into its own error shape; none is a 500.
+"""What conversations refuse. DomainError and NotFound, their bases, are core's (every app
+raises them); chat's modules import them from here along with chat's own.
 
 Each error names its HTTP ``status`` and stable ``code`` here, once: REST answers with
 them, SSE too, and the WebSocket's ``error`` event carries the same ``code``.
 """
 
-
-class DomainError(Exception):
-    """A request the domain refuses; ``code`` is stable, the message is for people."""
-
-    status = 400
-    code = "invalid"
-    default_message = "The request is not valid."
-
-    def __init__(self, message: str | None = None, *, field: str | None = None):
-        self.message = message or self.default_message
-        self.field = field
-        super().__init__(self.message)
-
-
-class NotFound(DomainError):
-    """Unknown or someone else's object; both answer the same (invariant 6)."""
-
-    status = 404
-    code = "not_found"
-    default_message = "Not found."
+from core.exceptions import DomainError, NotFound
 
 
 class ConversationNotFound(NotFound):
@@ -32,14 +14,6 @@ class ConversationNotFound(NotFound):
 
 class MessageNotFound(NotFound):
     default_message = "Message not found."
-
-
-class ModelNotFound(NotFound):
-    default_message = "Model not found."
-
-
-class RunNotFound(NotFound):
-    default_message = "Run not found."
 
 
 class InvalidContext(DomainError):

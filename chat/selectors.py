@@ -23,15 +23,11 @@ from django.db.models import (
 )
 from django.db.models.functions import Coalesce, RowNumber
 
+from core.ids import parse_int_id
+from models_app import selectors as model_selectors
 from models_app.models import Model, Run
 
-from .exceptions import (
-    ConversationNotFound,
-    DomainError,
-    MessageNotFound,
-    ModelNotFound,
-    RunNotFound,
-)
+from .exceptions import ConversationNotFound, DomainError, MessageNotFound
 from .models import ATTACHED, CONTEXT_FILTERS, ChatSession, Context, Message
 from .text import clean_text
 
@@ -48,44 +44,17 @@ def parse_id(value, *, field: str = "id", kind: str = "conversation") -> uuid.UU
         raise DomainError(f"'{value}' is not a valid {kind} id.", field=field) from None
 
 
-def parse_int_id(value, *, field: str) -> int:
-    if isinstance(value, bool):
-        raise DomainError(f"{field} must be an integer id.", field=field)
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise DomainError(f"{field} must be an integer id.", field=field) from None
-    if number <= 0 or number >= 2**63:
-        raise DomainError(f"{field} must be a positive integer id.", field=field)
-    return number
-
-
-def model_get(*, user, model_id) -> Model:
-    model = Model.objects.for_user(user).filter(pk=parse_int_id(model_id, field="model")).first()
-    if model is None:
-        raise ModelNotFound()
-    return model
-
-
-def run_get(*, user, run_id) -> Run:
-    run = (
-        Run.objects.for_user(user)
-        .select_related("model")
-        .filter(pk=parse_int_id(run_id, field="run"))
-        .first()
-    )
-    if run is None:
-        raise RunNotFound()
-    return run
-
-
 def context_resolve(*, user, model_id=None, run_id=None) -> tuple[Model | None, Run | None]:
     """Return the (model, run) of a context, checked for ownership and consistency.
 
     A run without a model implies the run's model; a run of another model is refused.
     """
-    model = model_get(user=user, model_id=model_id) if model_id not in (None, "") else None
-    run = run_get(user=user, run_id=run_id) if run_id not in (None, "") else None
+    model = (
+        model_selectors.model_get(user=user, model_id=model_id)
+        if model_id not in (None, "")
+        else None
+    )
+    run = model_selectors.run_get(user=user, run_id=run_id) if run_id not in (None, "") else None
     if run is not None:
         if model is None:
             model = run.model

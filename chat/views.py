@@ -13,6 +13,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from models_app import selectors as model_selectors
 from models_app.models import Model
 
 from . import selectors, services
@@ -75,7 +76,7 @@ def _model_facts(model: Model) -> list[tuple[str, str]]:
 def sidebar_context(user, *, archived: bool = False) -> dict:
     """Return the template context of the sidebar groups (two queries whatever the size)."""
     sessions = selectors.sidebar_sessions(user=user, archived=archived)
-    models = list(Model.objects.for_user(user).only("id", "name").order_by("name", "id"))
+    models = list(model_selectors.model_list(user=user).only("id", "name"))
     by_key: dict[int, list] = {}
     for session in sessions:
         by_key.setdefault(session.group_key, []).append(session)
@@ -145,7 +146,8 @@ def chat_new(request):
 @require_GET
 @domain_errors
 def model_new(request, model_id):
-    return _chat_page(request, model=selectors.model_get(user=request.user, model_id=model_id))
+    model = model_selectors.model_get(user=request.user, model_id=model_id)
+    return _chat_page(request, model=model)
 
 
 @login_required

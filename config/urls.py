@@ -3,9 +3,9 @@ from django.http import JsonResponse
 from django.urls import include, path
 from django.views import defaults
 
-from chat.api.errors import error_body
 from chat.views_health import healthz
 from chat.views_stream import stream_view
+from core.api import error_body
 
 urlpatterns = [
     path("admin/", admin.site.urls),

@@ -11,15 +11,9 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import selectors
-from chat.api.serializers import (
-    StrictBooleanField,
-    StrictCharField,
-    StrictFieldsMixin,
-)
-from chat.api.views import errors, parse
+from core.api import StrictBooleanField, StrictCharField, StrictFieldsMixin, errors, parse
 
-from . import services
+from . import selectors, services
 from .models import Model, Run, Trade
 
 
@@ -84,7 +78,7 @@ class ModelListView(APIView):
         summary="Your models",
     )
     def get(self, request):
-        models = Model.objects.for_user(request.user).order_by("name", "id")
+        models = selectors.model_list(user=request.user)
         return Response(ModelSerializer(models, many=True).data)
 
     @extend_schema(
@@ -144,8 +138,7 @@ class ModelRunListView(APIView):
     )
     def get(self, request, model_id):
         model = selectors.model_get(user=request.user, model_id=model_id)
-        runs = model.runs.order_by("-created_at", "-id").prefetch_related("trades")
-        return Response(RunSerializer(runs, many=True).data)
+        return Response(RunSerializer(selectors.run_list(model=model), many=True).data)
 
     @extend_schema(
         operation_id="models_runs_create",

@@ -2,11 +2,11 @@
 
 from django.db import transaction
 
-from chat import selectors
-from chat.exceptions import DomainError
 from chat.models import ChatSession
 from chat.services import lock_user
+from core.exceptions import DomainError
 
+from . import selectors
 from .models import Model, Run, Trade
 
 

@@ -3,17 +3,14 @@
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
-from django.db.models import Count
 from django.http import Http404
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods
 
-from chat import selectors
-from chat.exceptions import DomainError
+from core.exceptions import DomainError
 
-from . import services
+from . import selectors, services
 from .forms import ModelForm
-from .models import Model
 
 
 def _model_or_404(user, model_id):
@@ -38,11 +35,7 @@ def _save(form, save):
 @login_required
 @require_GET
 def model_list(request):
-    models = (
-        Model.objects.for_user(request.user)
-        .annotate(run_count=Count("runs", distinct=True))
-        .order_by("name", "id")
-    )
+    models = selectors.model_list(user=request.user, with_run_count=True)
     return render(request, "models_app/model_list.html", {"models": models})
 
 
@@ -62,7 +55,7 @@ def model_create(request):
 @require_GET
 def model_detail(request, model_id):
     model = _model_or_404(request.user, model_id)
-    runs = model.runs.prefetch_related("trades").order_by("-created_at", "-id")
+    runs = selectors.run_list(model=model)
     return render(request, "models_app/model_detail.html", {"model": model, "runs": runs})
 
 
@@ -92,9 +85,8 @@ def model_delete(request, model_id):
         note = f" {kept} conversation{'s' if kept != 1 else ''} kept, read-only." if kept else ""
         messages.success(request, f"Model “{model.name}” deleted.{note}")
         return redirect("models_app:list")
-    conversations = selectors.session_list(user=request.user, model_id=model.pk, archived=None)
     return render(
         request,
         "models_app/model_confirm_delete.html",
-        {"model": model, "conversation_count": conversations.count()},
+        {"model": model, "conversation_count": selectors.model_conversation_count(model=model)},
     )

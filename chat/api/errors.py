@@ -1,4 +1,4 @@
-"""One error shape for the whole REST API: ``{"error": {"code", "message", "fields"?}}``."""
+"""The REST API's exception handler: every expected error in the one shape of core.api."""
 
 import logging
 
@@ -6,11 +6,12 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from rest_framework import exceptions, serializers
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import set_rollback
 
-from chat.exceptions import DomainError
+from core.api import error_body
+from core.exceptions import DomainError
 
 logger = logging.getLogger(__name__)
 
@@ -26,20 +27,6 @@ CODES = {
     exceptions.Throttled: "throttled",
     exceptions.ValidationError: "invalid",
 }
-
-
-class ErrorBodySerializer(serializers.Serializer):
-    code = serializers.CharField(help_text="Stable machine-readable code, e.g. not_found.")
-    message = serializers.CharField(help_text="A sentence for people.")
-    fields = serializers.DictField(
-        child=serializers.ListField(child=serializers.CharField()),
-        required=False,
-        help_text="Per-field messages, when the request body or query had invalid fields.",
-    )
-
-
-class ErrorSerializer(serializers.Serializer):
-    error = ErrorBodySerializer()
 
 
 def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
@@ -63,13 +50,6 @@ def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
     else:
         fields[prefix or "non_field_errors"] = [str(detail)]
     return {name: messages for name, messages in fields.items() if messages}
-
-
-def error_body(code: str, message: str, fields: dict | None = None) -> dict:
-    body = {"code": code, "message": message}
-    if fields:
-        body["fields"] = fields
-    return {"error": body}
 
 
 def _summary(fields: dict[str, list[str]]) -> str:

@@ -4,61 +4,12 @@ Request serializers only parse and type-check; the rules (ownership, one active 
 message limits) live in chat.services and chat.selectors.
 """
 
-from collections.abc import Mapping
-
 from django.conf import settings
 from rest_framework import serializers
 
 from chat.models import ChatSession, Context, Message
 from chat.services import CLIENT_ID_MAX_CHARS, TITLE_MAX_CHARS
-
-
-class StrictFieldsMixin:
-    """Refuse request bodies that are not objects or that carry unknown keys."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, Mapping):
-            raise serializers.ValidationError(
-                {"non_field_errors": ["Expected a JSON object."]}, code="invalid"
-            )
-        writable = {name for name, field in self.fields.items() if not field.read_only}
-        unknown = sorted(set(data) - writable)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: ["Unknown field."] for name in unknown}, code="unknown_field"
-            )
-        return super().to_internal_value(data)
-
-
-class StrictCharField(serializers.CharField):
-    """A string, never a number or boolean coerced into one."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, str):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictBooleanField(serializers.BooleanField):
-    """``true`` or ``false``, not 1, "yes" or "true"."""
-
-    def to_internal_value(self, data):
-        if not isinstance(data, bool):
-            self.fail("invalid", input=data)
-        return data
-
-
-class StrictIntegerField(serializers.IntegerField):
-    """A JSON integer, not a string of digits, a float or a boolean."""
-
-    def to_internal_value(self, data):
-        if isinstance(data, bool) or not isinstance(data, int):
-            self.fail("invalid")
-        return super().to_internal_value(data)
-
-
-class StrictSerializer(StrictFieldsMixin, serializers.Serializer):
-    pass
+from core.api import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 
 class SessionSerializer(serializers.ModelSerializer):

@@ -1,7 +1,7 @@
 """REST endpoints for tokens and conversations (SPEC 4.1).
 
 Views only parse input and call chat.services / chat.selectors / chat.exports; every
-error becomes ``{"error": {...}}`` through chat.api.errors.
+error becomes ``{"error": {...}}`` (core.api) through chat.api.errors.
 """
 
 import json
@@ -20,41 +20,16 @@ from rest_framework.views import APIView
 from accounts.tokens import token_issue
 from chat import exports, selectors, services, streaming
 from chat.exceptions import ConversationNotFound
+from core.api import errors, parse
 
 from . import serializers as s
 from .authentication import BearerTokenAuthentication
-from .errors import ErrorSerializer
 from .pagination import keyset_page, next_url, offset_from_cursor
 from .throttles import MessageSendThrottle, TokenIssueThrottle
-
-
-def errors(*codes: int) -> dict:
-    """Return the documented error responses for ``codes`` (plus 401/403 when signed out)."""
-    descriptions = {
-        400: "Invalid input: malformed JSON, unknown fields, wrong types or values.",
-        401: "Not authenticated, or the bearer token is invalid or expired.",
-        403: "Forbidden, e.g. a session-authenticated write without a CSRF token.",
-        404: "Not found: unknown, or another user's.",
-        409: "A reply is still being written in this conversation (generation_in_progress).",
-        413: "The request body is too large.",
-        429: "Rate limited; Retry-After says when to try again.",
-    }
-    return {
-        code: OpenApiResponse(ErrorSerializer, description=descriptions[code])
-        for code in sorted({*codes, 401, 403})
-    }
-
 
 SESSION_ID = OpenApiParameter(
     "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Conversation id."
 )
-
-
-def parse(serializer_class, data):
-    """Validate ``data`` with ``serializer_class``; return the validated dict."""
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class TokenView(APIView):

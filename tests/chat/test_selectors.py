@@ -8,9 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from chat import selectors, services
-from chat.exceptions import ConversationNotFound, DomainError, ModelNotFound, RunNotFound
+from chat.exceptions import ConversationNotFound, DomainError
 from chat.models import ChatSession, Message
+from models_app import selectors as model_selectors
 from models_app import services as model_services
+from models_app.exceptions import ModelNotFound, RunNotFound
 from tests.factories import ModelFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
@@ -61,9 +63,9 @@ def test_getters_answer_not_found_for_another_users_rows(user, both):
     with pytest.raises(ConversationNotFound):
         selectors.session_get(user=user, session_id=theirs["general"].pk)
     with pytest.raises(ModelNotFound):
-        selectors.model_get(user=user, model_id=theirs["model"].model_id)
+        model_selectors.model_get(user=user, model_id=theirs["model"].model_id)
     with pytest.raises(RunNotFound):
-        selectors.run_get(user=user, run_id=theirs["run"].run_id)
+        model_selectors.run_get(user=user, run_id=theirs["run"].run_id)
     assert selectors.session_active(user=user, model_id=theirs["model"].model_id) is None
 
 

@@ -15,11 +15,10 @@ from chat.exceptions import (
     GenerationInProgress,
     InvalidContext,
     MessageTooLong,
-    ModelNotFound,
-    RunNotFound,
 )
 from chat.models import ChatSession, Message
 from models_app import services as model_services
+from models_app.exceptions import ModelNotFound, RunNotFound
 from tests.factories import ModelFactory, RunFactory, UserFactory
 
 pytestmark = pytest.mark.django_db

@@ -6,9 +6,11 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from chat import selectors, services
-from chat.exceptions import DomainError, ModelNotFound, RunNotFound
 from chat.models import ChatSession, Message
+from core.exceptions import DomainError
+from models_app import selectors as model_selectors
 from models_app import services as model_services
+from models_app.exceptions import ModelNotFound, RunNotFound
 from models_app.models import Model, Run, Trade
 from tests.factories import ModelFactory, RunFactory, TradeFactory
 
@@ -122,7 +124,7 @@ def test_a_users_selectors_never_return_another_users_models_or_runs(user, other
     their_run = RunFactory(model=ModelFactory(owner=other_user))
     assert list(Model.objects.for_user(user)) == [run.model]
     assert list(Run.objects.for_user(user)) == [run]
-    assert selectors.run_get(user=other_user, run_id=their_run.pk) == their_run
+    assert model_selectors.run_get(user=other_user, run_id=their_run.pk) == their_run
     with pytest.raises(RunNotFound):
-        selectors.run_get(user=user, run_id=their_run.pk)
+        model_selectors.run_get(user=user, run_id=their_run.pk)
     assert ChatSession.objects.count() == 0
