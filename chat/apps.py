@@ -6,4 +6,6 @@ class ChatConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from . import checks  # noqa: F401 - registers the system checks
+        # They register themselves: the system checks, and the answers to models_app's
+        # deletions (which keep the conversations about a deleted model or run).
+        from . import checks, receivers  # noqa: F401

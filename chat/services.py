@@ -24,6 +24,8 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from models_app.models import Model, Run
+
 from . import selectors, signals, sql
 from .exceptions import (
     ConversationNotFound,
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 PROVISIONAL_TITLE_CHARS = 50
 PREVIEW_CHARS = 200
 TITLE_MAX_CHARS = 200
+DETACHED_LABEL_MAX_CHARS = ChatSession._meta.get_field("detached_label").max_length
 CLIENT_ID_MAX_CHARS = 64
 CONFLICT_ATTEMPTS = 8
 # A streaming reply not written for REPLY_LEASE seconds has no live writer (its process
@@ -347,6 +350,28 @@ def conversations_delete_empty(*, older_than: timedelta, dry_run: bool = False) 
         ids = list(locked.values_list("pk", flat=True))
         _, per_model = ChatSession.objects.filter(pk__in=ids, message_count=0).delete()
     return per_model.get(ChatSession._meta.label, 0)
+
+
+def conversations_detach(*, user, model: Model | None = None, run: Run | None = None) -> int:
+    """Keep the conversations about a model or run being deleted; return how many.
+
+    They become inactive and read-only, labelled with what they were about (invariant 5).
+    Called inside the transaction that deletes it, before its rows go (chat/receivers.py):
+    the deletion then clears their model and run (a deleted run's keep their model).
+    Takes the user lock, like every function that changes which session of a context is
+    active.
+    """
+    if (model is None) == (run is None):
+        raise ValueError("detach the conversations of a model or of a run")
+    if run is not None:
+        sessions = ChatSession.objects.filter(run=run)
+        label = f"Run #{run.pk} of {run.model.name} (deleted run)"
+    else:
+        sessions = ChatSession.objects.filter(model=model)
+        label = f"{model.name} (deleted model)"
+    with transaction.atomic():
+        lock_user(user)
+        return sessions.update(is_active=False, detached_label=label[:DETACHED_LABEL_MAX_CHARS])
 
 
 def conversation_set_auto_title(*, session_id, title: str) -> str | None:

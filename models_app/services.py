@@ -1,39 +1,44 @@
-"""Writes to models and runs that touch conversations (invariant 5)."""
+"""Writes to models, runs and trades.
+
+Deleting a model or a run announces it first (models_app.signals), in the same
+transaction: chat keeps the conversations about it, read-only (invariant 5), without
+models_app importing chat.
+"""
 
 from django.db import transaction
 
-from chat.models import ChatSession
-from chat.services import lock_user
 from core.exceptions import DomainError
 
-from . import selectors
+from . import selectors, signals
 from .models import Model, Run, Trade
 
 
-def model_delete(*, user, model_id) -> int:
-    """Delete a model and its runs; keep its conversations, inactive and read-only.
+def _kept(answers: list) -> int:
+    """Return how many rows the receivers of a deletion signal kept."""
+    return sum(kept for _, kept in answers if isinstance(kept, int))
 
-    Returns how many conversations were kept. Takes the user lock, like every function
-    that changes which session of a context is active.
+
+def model_delete(*, user, model_id) -> int:
+    """Delete a model and its runs; return how many conversations were kept.
+
+    Its conversations are kept, inactive and read-only: chat detaches them when
+    ``model_deleting`` is sent (taking the user lock), before the rows go.
     """
     with transaction.atomic():
-        lock_user(user)
         model = selectors.model_get(user=user, model_id=model_id)
-        kept = ChatSession.objects.filter(model=model).update(
-            is_active=False, detached_label=f"{model.name} (deleted model)"[:200]
-        )
+        kept = _kept(signals.model_deleting.send(Model, user=user, model=model))
         model.delete()
     return kept
 
 
 def run_delete(*, user, run_id) -> int:
-    """Delete a run and its trades; keep its conversations, inactive and read-only."""
+    """Delete a run and its trades; return how many conversations were kept.
+
+    Its conversations are kept, inactive and read-only (``run_deleting``), as for a model.
+    """
     with transaction.atomic():
-        lock_user(user)
         run = selectors.run_get(user=user, run_id=run_id)
-        kept = ChatSession.objects.filter(run=run).update(
-            is_active=False, detached_label=f"Run #{run.pk} of {run.model.name} (deleted run)"[:200]
-        )
+        kept = _kept(signals.run_deleting.send(Run, user=user, run=run))
         run.delete()
     return kept
 
