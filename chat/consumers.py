@@ -139,7 +139,7 @@ def _check(frame) -> str:
     if not isinstance(frame, dict):
         raise FrameError("A frame must be a JSON object.")
     kind = frame.get("type")
-    if kind not in FIELDS:
+    if not isinstance(kind, str) or kind not in FIELDS:
         raise FrameError("Unknown frame type; expected send, stop or subscribe.")
     required, allowed = FIELDS[kind]
     missing = sorted(required - frame.keys())
