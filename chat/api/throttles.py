@@ -7,26 +7,6 @@ from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
 from accounts import throttling
-from chat.ratelimit import RateLimited, check_send_rate
-
-
-class MessageSendThrottle(BaseThrottle):
-    """Sending messages: per authenticated user, the budget the WebSocket and SSE share."""
-
-    retry_after: int | None = None
-
-    def allow_request(self, request, view):
-        if not request.user or not request.user.is_authenticated:
-            return True
-        try:
-            check_send_rate(user_id=request.user.pk)
-        except RateLimited as exc:
-            self.retry_after = exc.retry_after
-            return False
-        return True
-
-    def wait(self):
-        return self.retry_after
 
 
 class TokenIssueThrottle(BaseThrottle):

@@ -25,7 +25,7 @@ from core.api import errors, parse
 from . import serializers as s
 from .authentication import BearerTokenAuthentication
 from .pagination import keyset_page, next_url, offset_from_cursor
-from .throttles import MessageSendThrottle, TokenIssueThrottle
+from .throttles import TokenIssueThrottle
 
 SESSION_ID = OpenApiParameter(
     "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Conversation id."
@@ -213,11 +213,6 @@ class SessionDeleteAllView(APIView):
 
 
 class MessageListView(APIView):
-    def get_throttles(self):
-        if self.request.method == "POST":
-            return [MessageSendThrottle()]
-        return []
-
     @extend_schema(
         operation_id="messages_list",
         parameters=[SESSION_ID, s.MessagePageQuerySerializer],
@@ -268,7 +263,6 @@ class MessageListView(APIView):
             content=data["content"],
             session_id=session.pk,
             client_id=data.get("client_id"),
-            check_rate=False,  # MessageSendThrottle counted it
         )
         body = {
             "user_message": s.MessageSerializer(reply.user_message).data,

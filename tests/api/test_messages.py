@@ -172,7 +172,8 @@ def test_sending_is_rate_limited_per_user(api, other_api, user, other_user, sett
             message_id=response.json()["assistant_message"]["id"], content="ok", status="complete"
         )
     response = api.post(f"/api/sessions/{mine.pk}/messages/", {"content": "m3"}, format="json")
-    assert_error(response, 429, "throttled")
+    # The same code as the WebSocket's and SSE's: one send budget, one answer.
+    assert_error(response, 429, "rate_limited")
     assert int(response["Retry-After"]) >= 1
     assert Message.objects.filter(session=mine).count() == 4
     # Reading is not limited, and another user has their own budget.
