@@ -1,22 +1,20 @@
-"""Export a conversation as Markdown or JSON, and import a JSON export as a new one.
+"""The export formats of a conversation, Markdown and JSON, and the check of a JSON export.
 
 The JSON format (``"format": "parlor.conversation", "version": 1``) is what
-``conversation_import`` reads back; the REST API, the admin and the
-export_conversations/import_conversations commands share these functions.
+``check_import`` reads back for ``services.conversation_import``; the REST API, the admin
+and the export_conversations/import_conversations commands share these functions.
 """
 
 import json
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from django.db import transaction
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
 from .exceptions import DomainError
 from .models import ChatSession, Context, Message
-from .services import PREVIEW_CHARS, TITLE_MAX_CHARS
+from .services import INTERRUPTED, TITLE_MAX_CHARS
 
 EXPORT_FORMAT = "parlor.conversation"
 EXPORT_VERSION = 1
@@ -219,7 +217,7 @@ def _check_message(raw, index: int) -> dict:
     error = _text(raw, "error", where, limit=10_000)
     if status == Message.Status.STREAMING:
         # A reply that was still being written when exported ends where the file ends.
-        status, error = Message.Status.ERROR, error or "interrupted"
+        status, error = Message.Status.ERROR, error or INTERRUPTED
     tools = raw.get("tools_used") or []
     if not isinstance(tools, list) or not all(isinstance(t, dict) for t in tools):
         raise _fail(f"{where}.tools_used must be a list of objects.", f"{where}.tools_used")
@@ -240,7 +238,11 @@ def _check_message(raw, index: int) -> dict:
 
 
 def check_import(data) -> tuple[dict, list[dict]]:
-    """Return the conversation and messages of a JSON export, or raise a clear error."""
+    """Return the conversation and messages of a JSON export, or raise a clear error.
+
+    The conversation is the keyword arguments of ``services.conversation_import`` but
+    ``messages``; the messages are its ``messages``.
+    """
     data = _keys(data, TOP_KEYS, "file")
     if data.get("format") != EXPORT_FORMAT:
         raise _fail(f'format must be "{EXPORT_FORMAT}".', "format")
@@ -264,53 +266,3 @@ def check_import(data) -> tuple[dict, list[dict]]:
     if len(messages) > IMPORT_MAX_MESSAGES:
         raise _fail(f"At most {IMPORT_MAX_MESSAGES:,} messages can be imported.", "messages")
     return header, [_check_message(raw, index) for index, raw in enumerate(messages)]
-
-
-def conversation_import(*, user, data) -> ChatSession:
-    """Create a new, inactive general conversation from a JSON export; return it.
-
-    The whole file is validated before anything is written, and everything is written in
-    one transaction: a malformed file changes nothing. The exported id is not reused.
-    """
-    header, rows = check_import(data)
-    now = timezone.now()
-    created_at = header["created_at"] or now
-    previous = created_at
-    messages = []
-    for row in rows:
-        # Keep the file's order even when its timestamps are missing or out of order.
-        at = row.pop("created_at") or previous
-        at = max(at, previous + timedelta(microseconds=1 if messages else 0))
-        previous = at
-        messages.append(Message(**row, created_at=at, updated_at=at))
-    last = messages[-1] if messages else None
-    preview_source = next((m.content for m in reversed(messages) if m.content), "")
-    preview = " ".join(preview_source.split())
-    if len(preview) > PREVIEW_CHARS:
-        preview = preview[: PREVIEW_CHARS - 1] + "…"
-    with transaction.atomic():
-        session = ChatSession.objects.create(
-            id=uuid.uuid4(),
-            user=user,
-            title=header["title"],
-            title_source=(
-                ChatSession.TitleSource.USER
-                if header["title"]
-                else ChatSession.TitleSource.PROVISIONAL
-            ),
-            is_active=False,
-            pinned=header["pinned"],
-            summary=header["summary"],
-            preview=preview,
-            created_at=created_at,
-            updated_at=now,
-            last_message_at=last.created_at if last else None,
-            activity_at=last.created_at if last else created_at,
-            message_count=len(messages),
-            prompt_tokens=sum(m.prompt_tokens or 0 for m in messages),
-            completion_tokens=sum(m.completion_tokens or 0 for m in messages),
-        )
-        for message in messages:
-            message.session = session
-        Message.objects.bulk_create(messages, batch_size=500)
-    return session

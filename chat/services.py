@@ -14,9 +14,9 @@ import logging
 import random
 import time
 import uuid
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -37,7 +37,7 @@ from .exceptions import (
     MessageTooLong,
 )
 from .models import ChatSession, Context, Message
-from .text import clean_text
+from .text import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -372,6 +372,77 @@ def conversations_detach(*, user, model: Model | None = None, run: Run | None = 
     with transaction.atomic():
         lock_user(user)
         return sessions.update(is_active=False, detached_label=label[:DETACHED_LABEL_MAX_CHARS])
+
+
+IMPORTED_MESSAGE_FIELDS = (
+    "role",
+    "content",
+    "status",
+    "error",
+    "llm",
+    "prompt_tokens",
+    "completion_tokens",
+    "tools_used",
+)
+
+
+def conversation_import(
+    *,
+    user,
+    messages: Sequence[Mapping],
+    title: str = "",
+    summary: str = "",
+    pinned: bool = False,
+    created_at: datetime | None = None,
+) -> ChatSession:
+    """Create a new, inactive general conversation holding ``messages``; return it.
+
+    ``messages`` are checked Message fields (IMPORTED_MESSAGE_FIELDS, and ``created_at``
+    when known), oldest first, as ``exports.check_import`` returns them. They keep that
+    order even when their times are missing or out of order; the conversation's counters,
+    preview and place in the sidebar follow them. An imported title is the user's (never
+    auto-titled). One transaction: a failure writes nothing, and the context's active
+    conversation stays the active one.
+    """
+    now = timezone.now()
+    created_at = created_at or now
+    previous = created_at
+    rows = []
+    for fields in messages:
+        at = fields.get("created_at") or previous
+        at = max(at, previous + timedelta(microseconds=1 if rows else 0))
+        previous = at
+        row = {name: fields[name] for name in IMPORTED_MESSAGE_FIELDS if name in fields}
+        for name in ("content", "error", "llm"):
+            row[name] = clean_text(row.get(name) or "")
+        row["tools_used"] = clean_json(row.get("tools_used") or [])
+        rows.append(Message(**row, created_at=at, updated_at=at))
+    last = rows[-1] if rows else None
+    title = " ".join(clean_text(title).split())[:TITLE_MAX_CHARS]
+    with transaction.atomic():
+        session = ChatSession.objects.create(
+            id=uuid.uuid4(),
+            user=user,
+            title=title,
+            title_source=(
+                ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL
+            ),
+            is_active=False,
+            pinned=pinned,
+            summary=clean_text(summary),
+            preview=_preview(next((m.content for m in reversed(rows) if m.content), "")),
+            created_at=created_at,
+            updated_at=now,
+            last_message_at=last.created_at if last else None,
+            activity_at=last.created_at if last else created_at,
+            message_count=len(rows),
+            prompt_tokens=sum(m.prompt_tokens or 0 for m in rows),
+            completion_tokens=sum(m.completion_tokens or 0 for m in rows),
+        )
+        for message in rows:
+            message.session = session
+        Message.objects.bulk_create(rows, batch_size=500)
+    return session
 
 
 def conversation_set_auto_title(*, session_id, title: str) -> str | None:

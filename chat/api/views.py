@@ -7,7 +7,6 @@ error becomes ``{"error": {...}}`` (core.api) through chat.api.errors.
 import json
 
 from django.contrib.auth import authenticate
-from django.db import transaction
 from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -333,7 +332,7 @@ class SessionImportView(APIView):
         ),
     )
     def post(self, request):
-        with transaction.atomic():
-            session = exports.conversation_import(user=request.user, data=request.data)
+        conversation, messages = exports.check_import(request.data)
+        session = services.conversation_import(user=request.user, messages=messages, **conversation)
         session = selectors.session_get(user=request.user, session_id=session.pk)
         return Response(s.SessionDetailSerializer(session).data, status=status.HTTP_201_CREATED)

@@ -6,7 +6,7 @@ from pathlib import Path
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from chat import exports
+from chat import exports, services
 from chat.exceptions import DomainError
 
 
@@ -25,7 +25,8 @@ class Command(BaseCommand):
         for name in options["files"]:
             try:
                 data = json.loads(Path(name).read_text(encoding="utf-8"))
-                session = exports.conversation_import(user=user, data=data)
+                conversation, messages = exports.check_import(data)
+                session = services.conversation_import(user=user, messages=messages, **conversation)
             except (OSError, ValueError) as exc:
                 self.stderr.write(f"{name}: not a readable JSON file ({exc}); skipped.")
                 failed += 1
