@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.text import slugify
 
+from . import selectors
 from .exceptions import DomainError
 from .models import ChatSession, Context, Message
 from .services import INTERRUPTED, TITLE_MAX_CHARS
@@ -52,7 +53,7 @@ def _context(session: ChatSession) -> dict:
 
 def export_json(*, session: ChatSession) -> dict:
     """Return the conversation and all its messages as a JSON-ready dict."""
-    messages = session.messages.order_by("created_at", "id")
+    messages = selectors.message_list(session=session)
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -108,7 +109,7 @@ def export_markdown(*, session: ChatSession) -> str:
     if session.summary:
         lines += ["## Summary", "", session.summary, ""]
     lines += ["---", ""]
-    for message in session.messages.order_by("created_at", "id"):
+    for message in selectors.message_list(session=session):
         label = ROLE_LABELS.get(message.role, message.role)
         if message.role == Message.Role.ASSISTANT and message.llm:
             label += f" ({message.llm})"

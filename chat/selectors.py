@@ -1,12 +1,14 @@
 """Reads. Every selector is scoped to a user: another user's rows do not exist here.
 
 The exceptions, at the end, are the streaming engine's reads of a conversation whose
-access its caller has already checked.
+access its caller has already checked, and the operators' reads across every user
+(chat/reports.py has the health and usage figures).
 """
 
 import uuid
 from datetime import datetime
 
+from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Case,
@@ -140,6 +142,11 @@ def message_page(
     rows = list(qs.order_by("-created_at", "-id")[: limit + 1])
     has_more = len(rows) > limit
     return rows[:limit][::-1], has_more
+
+
+def message_list(*, session: ChatSession) -> QuerySet[Message]:
+    """Return every message of ``session``, oldest first (a whole conversation, to export)."""
+    return Message.objects.filter(session=session).order_by("created_at", "id")
 
 
 def message_get(*, session: ChatSession, message_id) -> Message:
@@ -354,3 +361,17 @@ def reply_state(*, session_id) -> dict | None:
         .values("pk", "content", "status", "error")
         .first()
     )
+
+
+# Reads across every user, for operators' commands.
+
+
+def sessions_past_summary_threshold(*, session_ids=()) -> list[uuid.UUID]:
+    """Return the ids of every user's conversations past SUMMARY_THRESHOLD messages.
+
+    ``session_ids`` limits them to those (each a conversation id); ordered by id.
+    """
+    qs = ChatSession.objects.filter(message_count__gt=settings.SUMMARY_THRESHOLD)
+    if session_ids:
+        qs = qs.filter(pk__in=[parse_id(pk, field="session") for pk in session_ids])
+    return list(qs.order_by("pk").values_list("pk", flat=True))

@@ -220,3 +220,8 @@ def test_cleanup_refuses_a_bad_age(user, value):
 @pytest.mark.parametrize(("value", "expected"), [("90s", 90), ("30m", 1800), ("2d", 172800)])
 def test_cleanup_accepts_every_unit(value, expected):
     assert parse_age(value) == timedelta(seconds=expected)
+
+
+def test_summarize_sessions_refuses_an_id_that_is_not_a_conversation_id(db):
+    with pytest.raises(CommandError, match="not a valid conversation id"):
+        call_command("summarize_sessions", "--session", "nope", stdout=StringIO())

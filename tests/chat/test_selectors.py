@@ -13,7 +13,7 @@ from chat.models import ChatSession, Message
 from models_app import selectors as model_selectors
 from models_app import services as model_services
 from models_app.exceptions import ModelNotFound, RunNotFound
-from tests.factories import ModelFactory, RunFactory
+from tests.factories import ChatSessionFactory, ModelFactory, RunFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +153,22 @@ def test_message_page_refuses_bad_input_and_foreign_anchors(user, other_user):
             selectors.message_page(session=mine, limit=limit)
     page, _ = selectors.message_page(session=mine, limit=10_000)
     assert len(page) == 2
+
+
+def test_sessions_past_the_summary_threshold_are_every_users(settings, user, other_user):
+    settings.SUMMARY_THRESHOLD = 2
+    mine = ChatSessionFactory(user=user, message_count=3)
+    theirs = ChatSessionFactory(user=other_user, message_count=5)
+    ChatSessionFactory(user=user, message_count=2)
+
+    assert selectors.sessions_past_summary_threshold() == sorted([mine.pk, theirs.pk])
+    assert selectors.sessions_past_summary_threshold(session_ids=[str(mine.pk)]) == [mine.pk]
+    with pytest.raises(DomainError):
+        selectors.sessions_past_summary_threshold(session_ids=["not-an-id"])
+
+
+def test_a_whole_conversation_lists_oldest_first(user):
+    session = talk(user, "first")
+    services.reply_start(user=user, session_id=session.pk, content="second")
+    contents = [m.content for m in selectors.message_list(session=session)]
+    assert contents[0] == "first" and contents[2] == "second" and len(contents) == 4

@@ -2,10 +2,10 @@
 
 import asyncio
 
-from django.conf import settings
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
-from chat.models import ChatSession
+from chat import selectors
+from chat.exceptions import DomainError
 from chat.streaming import jobs
 
 
@@ -16,10 +16,10 @@ class Command(BaseCommand):
         parser.add_argument("--session", action="append", default=[], help="Only these ids.")
 
     def handle(self, *args, session, **options):
-        qs = ChatSession.objects.filter(message_count__gt=settings.SUMMARY_THRESHOLD)
-        if session:
-            qs = qs.filter(pk__in=session)
-        ids = list(qs.order_by("pk").values_list("pk", flat=True))
+        try:
+            ids = selectors.sessions_past_summary_threshold(session_ids=session)
+        except DomainError as exc:
+            raise CommandError(exc.message)
 
         async def run():
             done = 0
