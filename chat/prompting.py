@@ -188,15 +188,24 @@ def summary_job(*, session_id, force: bool = False) -> SummaryJob | None:
     ):
         return None
     finished = Message.objects.filter(session=session).exclude(status=Message.Status.STREAMING)
-    newest_first = finished.order_by("-created_at", "-id").values_list("id", flat=True)
+    newest_first = finished.order_by("-created_at", "-id").values_list("id", "created_at")
     older = list(newest_first[settings.CONTEXT_MESSAGES : settings.CONTEXT_MESSAGES + 1])
     if not older:
         return None
-    until_id = older[0]
+    until_id, until_at = older[0]
     if session.summary_until_id is not None and session.summary_until_id >= until_id:
         return None
-    pending = finished.filter(id__lte=until_id)
+    # Ranges of the (session, created_at, id) index: what the summary already covers
+    # is not read again, however long the conversation.
+    pending = finished.filter(created_at__lte=until_at, id__lte=until_id)
     if session.summary_until_id is not None:
+        covered_at = (
+            Message.objects.filter(pk=session.summary_until_id)
+            .values_list("created_at", flat=True)
+            .first()
+        )
+        if covered_at is not None:
+            pending = pending.filter(created_at__gte=covered_at)
         pending = pending.filter(id__gt=session.summary_until_id)
     rows = list(
         pending.order_by("-created_at", "-id").values_list("role", "content")[:SUMMARY_ROWS_MAX]

@@ -346,8 +346,10 @@ def recent_messages(
         Message.Role.ASSISTANT,
     ]
     if after_id is not None:
-        sql += " AND id > %s"
-        params.append(after_id)
+        # The bound on created_at makes it a range of the index: the older messages the
+        # summary covers are not read at all, however many there are.
+        sql += f" AND created_at >= (SELECT created_at FROM {MESSAGE} WHERE id = %s) AND id > %s"
+        params += [after_id, after_id]
     sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
     params.append(limit)
     with connection.cursor() as cursor:
