@@ -2,6 +2,11 @@
 
 Deleting a model or a run goes through models_app.services so that its conversations are
 kept, inactive and readable (invariant 5), exactly as when its owner deletes it.
+
+A model's owner and a run's model are fixed once they exist, here as in the API and the
+pages: the conversations about them belong to that owner, and moving a model or a run to
+someone else would show its configuration and trades in another user's conversations
+(invariant 6).
 """
 
 from django.contrib import admin
@@ -45,6 +50,9 @@ class ModelAdmin(admin.ModelAdmin):
     raw_id_fields = ("owner",)
     inlines = [RunInline]
 
+    def get_readonly_fields(self, request, obj=None):
+        return ("owner",) if obj is not None else ()
+
     def delete_model(self, request, obj):
         services.model_delete(user=obj.owner, model_id=obj.pk)
 
@@ -77,6 +85,9 @@ class RunAdmin(admin.ModelAdmin):
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(trade_count=Count("trades"))
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("model",) if obj is not None else ()
 
     def delete_model(self, request, obj):
         services.run_delete(user=obj.model.owner, run_id=obj.pk)
