@@ -3,13 +3,14 @@ from django.http import JsonResponse
 from django.urls import include, path
 from django.views import defaults
 
-from chat.views_health import healthz
+from chat.views_health import healthz, readyz
 from chat.views_stream import stream_view
 from core.api import error_body
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     path("accounts/", include("accounts.urls")),
     path("api/chat/stream", stream_view),
     path("api/", include("config.api_urls")),

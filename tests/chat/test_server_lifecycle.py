@@ -118,8 +118,16 @@ async def test_sigterm_lets_a_reply_in_flight_finish_within_the_grace(servers):
         await ws.send_json({"type": "send", "content": "Short [dev:tokens=60] [dev:token_ms=20]"})
         head = await collect(ws, tokens=1)
         server.signal(signal.SIGTERM)
+        await asyncio.sleep(0.2)
+        # Draining: still alive, no longer ready (a balancer sends no new work).
+        async with http.get(f"{server.url}/readyz") as response:
+            ready = (response.status, (await response.json())["status"])
+        async with http.get(f"{server.url}/healthz") as response:
+            alive = response.status
         tail = await collect(ws)
         await ws.close()
+    assert ready == (503, "draining")
+    assert alive == 200
     assert (tail[-1]["type"], tail[-1]["status"]) == ("done", "complete")
     assert server.wait(15) in (0, -signal.SIGTERM)
     _, row = stored(start(), token, head[0]["session"])
