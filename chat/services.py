@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from models_app.models import Model, Run
@@ -240,24 +240,6 @@ def conversation_start(
 
 
 @_retry_on_conflict
-def conversation_get_or_create_active(
-    *, user, model_id=None, run_id=None
-) -> tuple[ChatSession, bool]:
-    """Return the context's active session, creating it if there is none."""
-    model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
-    key = {"model_id": model.pk if model else None, "run_id": run.pk if run else None}
-    session = selectors.session_active(user=user, **key)
-    if session is not None:
-        return session, False
-    with transaction.atomic():
-        lock_user(user)
-        session = selectors.session_active(user=user, **key)
-        if session is not None:
-            return session, False
-        return _create_session(user=user, model=model, run=run), True
-
-
-@_retry_on_conflict
 def conversation_resume(*, user, session_id) -> ChatSession:
     """Make a conversation the active one of its context; return it.
 
@@ -470,45 +452,6 @@ def conversation_set_summary(
         summary_until_id=until_message_id,
         summary_message_count=message_count,
     )
-
-
-def message_append(
-    *,
-    session: ChatSession,
-    role: str,
-    content: str,
-    status: str = Message.Status.COMPLETE,
-    at=None,
-    **fields,
-) -> Message:
-    """Append a message to a conversation and keep the conversation's counters.
-
-    The first user message gives a conversation without a title its provisional title.
-    Expects to run inside the caller's transaction when it is part of a larger write.
-    """
-    now = at or timezone.now()
-    content = clean_text(content)
-    message = Message.objects.create(
-        session=session,
-        role=role,
-        content=content,
-        status=status,
-        created_at=now,
-        updated_at=now,
-        **fields,
-    )
-    changes = {
-        "message_count": F("message_count") + 1,
-        "last_message_at": now,
-        "activity_at": now,
-        "updated_at": now,
-    }
-    if content:
-        changes["preview"] = _preview(content)
-    if role == Message.Role.USER and not session.title:
-        changes["title"] = session.title = provisional_title(content)
-    ChatSession.objects.filter(pk=session.pk).update(**changes)
-    return message
 
 
 @dataclass(frozen=True)

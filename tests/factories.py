@@ -3,10 +3,12 @@
 from decimal import Decimal
 
 import factory
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
 from chat.models import ChatSession, Message
+from chat.services import PREVIEW_CHARS, provisional_title
 from models_app.models import Model, Run, Trade
 
 
@@ -79,3 +81,26 @@ class MessageFactory(factory.django.DjangoModelFactory):
     session = factory.SubFactory(ChatSessionFactory)
     role = Message.Role.USER
     content = factory.Sequence(lambda n: f"Message number {n}")
+
+
+def append_message(session, content, role=Message.Role.USER, at=None) -> Message:
+    """Add a message row to ``session`` and keep the session's counters, as a send would.
+
+    Test data only (no reply, no generation); the rules of sending are chat.services'.
+    """
+    at = at or timezone.now()
+    message = MessageFactory(
+        session=session, role=role, content=content, created_at=at, updated_at=at
+    )
+    changes = {
+        "message_count": F("message_count") + 1,
+        "last_message_at": at,
+        "activity_at": at,
+        "updated_at": at,
+    }
+    if content:
+        changes["preview"] = " ".join(content.split())[:PREVIEW_CHARS]
+    if role == Message.Role.USER and not session.title:
+        changes["title"] = session.title = provisional_title(content)
+    ChatSession.objects.filter(pk=session.pk).update(**changes)
+    return message

@@ -155,8 +155,8 @@ def test_list_never_shows_another_users_sessions(api, other_user):
 
 def test_active_session_per_context(api, user, model):
     assert_error(api.get("/api/sessions/active/"), 404, "not_found")
-    general, _ = services.conversation_get_or_create_active(user=user)
-    of_model, _ = services.conversation_get_or_create_active(user=user, model_id=model.pk)
+    general, _ = services.conversation_start(user=user)
+    of_model, _ = services.conversation_start(user=user, model_id=model.pk)
     assert api.get("/api/sessions/active/").json()["id"] == str(general.pk)
     assert api.get(f"/api/sessions/active/?model={model.pk}").json()["id"] == str(of_model.pk)
 

@@ -7,6 +7,7 @@ must end with exactly one active session.
 
 import random
 import threading
+import uuid
 
 import pytest
 from django.db import connection
@@ -19,8 +20,13 @@ JOIN_TIMEOUT = 90
 
 
 def run_workers(*, user, contexts, workers, operations, seed):
-    """Run ``operations`` random starts/resumes over ``workers`` threads; return errors."""
+    """Run ``operations`` random starts/resumes over ``workers`` threads; return errors.
+
+    Some starts carry a client-chosen id from a small pool (the ephemeral chat's), so that
+    several workers start the same conversation at once: one creates it, the others get it.
+    """
     ids = {key: [] for key in contexts}
+    client_ids = {key: [uuid.uuid4() for _ in range(5)] for key in contexts}
     for key, context in contexts.items():
         for _ in range(3):
             session, _ = services.conversation_start(user=user, **context)
@@ -50,7 +56,14 @@ def run_workers(*, user, contexts, workers, operations, seed):
                         with ids_lock:
                             ids[key].append(session.pk)
                     else:
-                        services.conversation_get_or_create_active(user=user, **contexts[key])
+                        client_id = rng.choice(client_ids[key])
+                        session, created = services.conversation_start(
+                            user=user, session_id=client_id, **contexts[key]
+                        )
+                        assert session.pk == client_id
+                        if created:
+                            with ids_lock:
+                                ids[key].append(session.pk)
                 except Exception as exc:  # every failure the caller would see
                     errors.append(repr(exc))
             done.append(number)

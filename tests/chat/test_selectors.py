@@ -13,7 +13,7 @@ from chat.models import ChatSession, Message
 from models_app import selectors as model_selectors
 from models_app import services as model_services
 from models_app.exceptions import ModelNotFound, RunNotFound
-from tests.factories import ChatSessionFactory, ModelFactory, RunFactory
+from tests.factories import ChatSessionFactory, ModelFactory, RunFactory, append_message
 
 pytestmark = pytest.mark.django_db
 
@@ -127,9 +127,7 @@ def test_message_page_walks_back_in_constant_queries(user):
     session, _ = services.conversation_start(user=user)
     now = timezone.now()
     for n in range(12):
-        services.message_append(
-            session=session, role=Message.Role.USER, content=f"m{n}", at=now + timedelta(seconds=n)
-        )
+        append_message(session, f"m{n}", at=now + timedelta(seconds=n))
     page, has_more = selectors.message_page(session=session, limit=5)
     assert [m.content for m in page] == ["m7", "m8", "m9", "m10", "m11"]
     assert has_more is True

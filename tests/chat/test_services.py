@@ -69,14 +69,11 @@ def test_start_deactivates_the_previous_active_session_of_the_context(user, mode
     assert active_ids(user, model) == [model_session.pk]
 
 
-def test_get_or_create_active_returns_the_same_active_session(user, run):
-    session, created = services.conversation_get_or_create_active(user=user, run_id=run.pk)
-    again, created_again = services.conversation_get_or_create_active(
-        user=user, model_id=run.model_id, run_id=run.pk
-    )
-    assert (created, created_again) == (True, False)
-    assert again.pk == session.pk
-    assert (again.model_id, again.run_id) == (run.model_id, run.pk)
+def test_a_run_context_implies_its_model(user, run):
+    session, created = services.conversation_start(user=user, run_id=run.pk)
+    assert created is True
+    assert (session.model_id, session.run_id) == (run.model_id, run.pk)
+    assert selectors.session_active(user=user, model_id=run.model_id, run_id=run.pk) == session
 
 
 def test_start_with_the_same_client_uuid_is_idempotent(user, model):
@@ -181,19 +178,6 @@ def test_a_short_first_message_is_the_whole_title_and_later_messages_keep_it(use
     assert session.message_count == 4
     assert session.preview == "A reply."
     assert (session.prompt_tokens, session.completion_tokens) == (20, 6)
-
-
-def test_message_append_counts_and_dates_the_message(user):
-    session, _ = services.conversation_start(user=user)
-    at = timezone.now() + timedelta(seconds=5)
-    message = services.message_append(
-        session=session, role=Message.Role.USER, content="Counted message", at=at
-    )
-    session.refresh_from_db()
-    assert message.created_at == at
-    assert (session.message_count, session.last_message_at, session.activity_at) == (1, at, at)
-    assert session.title == "Counted message"
-    assert session.preview == "Counted message"
 
 
 def test_auto_title_replaces_the_provisional_title_but_never_a_rename(user):

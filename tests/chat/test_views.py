@@ -8,7 +8,13 @@ from django.test import Client
 
 from chat import services
 from chat.models import ChatSession, Message
-from tests.factories import MessageFactory, ModelFactory, RunFactory, UserFactory
+from tests.factories import (
+    MessageFactory,
+    ModelFactory,
+    RunFactory,
+    UserFactory,
+    append_message,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +42,7 @@ def start(user, **kwargs) -> ChatSession:
 
 
 def say(session, content, role=Message.Role.USER):
-    return services.message_append(session=session, role=role, content=content)
+    return append_message(session, content, role)
 
 
 def assert_csp_safe(html: str) -> None:

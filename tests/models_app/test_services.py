@@ -65,7 +65,8 @@ def test_deleting_a_run_keeps_its_conversations_and_the_models(user, model, run)
     assert (model_chat.is_active, model_chat.detached_label) == (True, "")
     # The run context can start afresh on another run; the old conversation stays apart.
     new_run = RunFactory(model=model)
-    fresh, created = services.conversation_get_or_create_active(user=user, run_id=new_run.pk)
+    assert selectors.session_active(user=user, model_id=model.pk, run_id=new_run.pk) is None
+    fresh, created = services.conversation_start(user=user, run_id=new_run.pk)
     assert created and fresh.pk != run_chat.pk
 
 
