@@ -106,13 +106,17 @@ def _context_rows_limit() -> int:
     return 2 * (settings.SUMMARY_THRESHOLD + settings.SUMMARY_EVERY) + settings.CONTEXT_MESSAGES
 
 
-def reply_context(*, session: ChatSession, message_id: int) -> ReplyContext:
+def reply_context(
+    *, session: ChatSession, message_id: int, first_question: Message | None = None
+) -> ReplyContext:
     """Return the LLM input for the reply ``message_id`` (the streaming placeholder).
 
     The system prompt, the rolling summary if any, then every user and assistant message
     after what the summary covers (at least the last CONTEXT_MESSAGES: the summary never
     covers those), newest kept within CONTEXT_TOKEN_BUDGET. ``session`` comes with its
-    model and run (``reply_start`` loads them); one indexed query reads the messages.
+    model and run (``reply_start`` loads them); one indexed query reads the messages, or
+    none when the caller knows the question is the conversation's first
+    (``first_question``).
     """
     messages = [{"role": "system", "content": system_prompt(session)}]
     if session.summary:
@@ -122,12 +126,15 @@ def reply_context(*, session: ChatSession, message_id: int) -> ReplyContext:
                 "content": f"Summary of the earlier conversation:\n{session.summary}",
             }
         )
-    rows = sql.recent_messages(
-        session_id=session.pk,
-        exclude_id=message_id,
-        after_id=session.summary_until_id if session.summary else None,
-        limit=_context_rows_limit(),
-    )
+    if first_question is not None:
+        rows = [(first_question.role, first_question.content)]
+    else:
+        rows = sql.recent_messages(
+            session_id=session.pk,
+            exclude_id=message_id,
+            after_id=session.summary_until_id if session.summary else None,
+            limit=_context_rows_limit(),
+        )
     budget = settings.CONTEXT_TOKEN_BUDGET * CHARS_PER_TOKEN - sum(
         len(m["content"]) for m in messages
     )

@@ -92,7 +92,11 @@ def prepare(
         and placeholder is not None
         and placeholder.status == Message.Status.STREAMING
     ):
-        context = prompting.reply_context(session=reply.session, message_id=placeholder.pk)
+        context = prompting.reply_context(
+            session=reply.session,
+            message_id=placeholder.pk,
+            first_question=reply.user_message if reply.first_message else None,
+        )
     return Prepared(reply, context)
 
 

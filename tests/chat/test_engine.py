@@ -394,3 +394,21 @@ def test_bad_tool_arguments_are_an_error_the_model_reads(name, arguments, fragme
     call = ToolCall(id="c1", name=name, arguments=arguments)
     result = json.loads(tools.run_tool(run_id=run.pk, name=name, arguments=call.parsed_arguments()))
     assert fragment in result["error"]
+
+
+@pytest.mark.django_db
+def test_the_first_questions_context_is_built_without_reading_the_conversation(
+    django_assert_num_queries,
+):
+    prepared = streaming.prepare(user=UserFactory(), content="First question")
+    assert prepared.reply.first_message
+    context = prepared.context
+    assert [m["role"] for m in context.messages] == ["system", "user"]
+    assert context.messages[-1]["content"] == "First question"
+    with django_assert_num_queries(0):
+        again = prompting.reply_context(
+            session=prepared.reply.session,
+            message_id=prepared.reply.assistant_message.pk,
+            first_question=prepared.reply.user_message,
+        )
+    assert again.messages == context.messages
