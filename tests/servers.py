@@ -117,6 +117,7 @@ class Server:
                         return self
             except OSError:
                 time.sleep(0.1)
+        self.stop()  # never leave a process behind
         raise AssertionError(f"{self.kind} did not answer /healthz:\n{self.output()}")
 
     def signal(self, signum: int) -> None:
