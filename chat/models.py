@@ -143,7 +143,7 @@ class ChatSession(models.Model):
         return self.title or "New conversation"
 
     def get_absolute_url(self):
-        if self.model_id and not self.run_id:
+        if self.context == Context.MODEL:
             return f"/m/{self.model_id}/c/{self.id}"
         return f"/c/{self.id}"
 

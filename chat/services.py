@@ -1,7 +1,8 @@
 """Every write to conversations and messages.
 
-Views, viewsets, the WebSocket consumer, the SSE view, the admin and the management
-commands call these functions; none of them writes a ChatSession or Message itself.
+Views, viewsets, the WebSocket consumer, the SSE view, the admin, the management
+commands and models_app's deletions (through chat/receivers.py) call these functions;
+none of them writes a ChatSession or Message itself.
 
 Locking: a function that changes which session of a context is active first locks the
 owner's ``User`` row (``lock_user``), then the sessions it touches. One lock order for

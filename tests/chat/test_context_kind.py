@@ -73,3 +73,11 @@ def test_a_detached_conversation_is_in_no_context(user):
     ChatSessionFactory(user=user, detached_label="Gone (deleted model)")
     assert not ChatSession.objects.in_context(model_id=run.model_id).exists()
     assert not ChatSession.objects.in_context().exists()
+
+
+def test_only_a_model_conversation_lives_under_its_models_url(every_shape):
+    urls = {name: s.get_absolute_url() for name, s in every_shape.items()}
+    model_id = every_shape["model"].model_id
+    assert urls["model"] == f"/m/{model_id}/c/{every_shape['model'].pk}"
+    for name in ("general", "run", "deleted model", "deleted run"):
+        assert urls[name] == f"/c/{every_shape[name].pk}", name
