@@ -436,12 +436,7 @@ def conversation_set_auto_title(*, session_id, title: str) -> str | None:
     title = " ".join(clean_text(str(title)).split()).strip("\"'")[:TITLE_MAX_CHARS]
     if not title:
         return None
-    updated = (
-        ChatSession.objects.filter(pk=session_id)
-        .exclude(title_source=ChatSession.TitleSource.USER)
-        .update(title=title, title_source=ChatSession.TitleSource.AUTO)
-    )
-    return title if updated else None
+    return title if sql.set_auto_title(session_id=session_id, title=title) else None
 
 
 def conversation_set_summary(
@@ -546,8 +541,9 @@ def reply_start(
             )
         # The counter says whether it is empty; rows made outside the services (fixtures)
         # keep no counter, so an empty one is checked (an index probe, LIMIT 1).
-        first_message = session.message_count == 0 and not (
-            Message.objects.filter(session=session, role=Message.Role.USER).exists()
+        first_message = created or (
+            session.message_count == 0
+            and not Message.objects.filter(session=session, role=Message.Role.USER).exists()
         )
         llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
         now = timezone.now()

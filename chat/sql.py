@@ -262,6 +262,22 @@ def session_after_send(
         cursor.execute(f"UPDATE {SESSION} SET {', '.join(sets)} WHERE id = %s", params)
 
 
+def set_auto_title(*, session_id, title: str) -> bool:
+    """Set a generated title unless the user named the conversation; return if set."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {SESSION} SET title = %s, title_source = %s"
+            " WHERE id = %s AND title_source <> %s",
+            [
+                title,
+                ChatSession.TitleSource.AUTO,
+                _uuid_param(session_id),
+                ChatSession.TitleSource.USER,
+            ],
+        )
+        return cursor.rowcount == 1
+
+
 def finish_message(*, message_id: int, fields: dict) -> bool:
     """Set a streaming reply's final fields; return False if it was no longer streaming."""
     names, params = [], []
