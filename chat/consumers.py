@@ -12,7 +12,7 @@ import uuid
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from . import streaming
+from . import metrics, streaming
 from .exceptions import DomainError
 from .streaming import events
 from .text import parse_json
@@ -52,8 +52,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.writer = asyncio.create_task(self._write())
         # A client authenticating by subprotocol (chat.auth) is answered with "parlor".
         await self.accept(subprotocol=self.scope.get("accept_subprotocol"))
+        metrics.SOCKETS_OPEN.inc()
 
     async def disconnect(self, code):
+        if hasattr(self, "writer"):
+            metrics.SOCKETS_OPEN.dec()
         engine = streaming.Engine.current()
         for session in getattr(self, "sessions", ()):
             engine.unwatch(session, self)

@@ -36,11 +36,18 @@ for _name in ("httpx", "httpx2", "openai"):
 
 
 class LLMError(Exception):
-    """The LLM could not answer; ``reason`` is shown to the user."""
+    """The LLM could not answer; ``reason`` is shown to the user, ``kind`` is counted.
 
-    def __init__(self, reason: str):
+    Kinds: unreachable, timeout, status (an HTTP error), malformed, broken (cut off).
+    """
+
+    def __init__(self, reason: str, kind: str = "broken"):
         self.reason = reason
+        self.kind = kind
         super().__init__(reason)
+
+
+MALFORMED = "The language model sent a malformed response."
 
 
 @dataclass
@@ -123,32 +130,37 @@ def _unreachable(exc: BaseException) -> bool:
     return False
 
 
-def describe(exc: BaseException) -> str:
-    """Return a readable, generic reason for an upstream failure (and log the detail)."""
+def failure(exc: BaseException) -> LLMError:
+    """Return the LLMError for an upstream failure: a generic reason; the detail is logged."""
     if isinstance(exc, LLMError):
-        return exc.reason
+        return exc
     if _unreachable(exc):
-        return "The language model could not be reached."
+        return LLMError("The language model could not be reached.", "unreachable")
     if isinstance(exc, openai.APITimeoutError) or "Timeout" in type(exc).__name__:
-        return f"The language model did not answer within {settings.LLM_TIMEOUT:g} seconds."
+        return LLMError(
+            f"The language model did not answer within {settings.LLM_TIMEOUT:g} seconds.",
+            "timeout",
+        )
     if isinstance(exc, openai.APIConnectionError):
-        return "The language model could not be reached."
+        return LLMError("The language model could not be reached.", "unreachable")
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
         error = body.get("error", body)
         kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
         logger.warning("LLM answered HTTP %s (%s)", exc.status_code, kind or "no type")
         if exc.status_code == 429:
-            return "The language model is busy (rate limited); please try again shortly."
-        if exc.status_code in (401, 403):
-            return "The language model refused the server's credentials."
-        if exc.status_code == 404:
-            return "The language model does not offer the model this conversation uses."
-        return f"The language model answered with an error (HTTP {exc.status_code})."
+            reason = "The language model is busy (rate limited); please try again shortly."
+        elif exc.status_code in (401, 403):
+            reason = "The language model refused the server's credentials."
+        elif exc.status_code == 404:
+            reason = "The language model does not offer the model this conversation uses."
+        else:
+            reason = f"The language model answered with an error (HTTP {exc.status_code})."
+        return LLMError(reason, "status")
     if isinstance(exc, ValueError | openai.APIResponseValidationError):
-        return "The language model sent a malformed response."
+        return LLMError(MALFORMED, "malformed")
     logger.warning("LLM request failed: %s", type(exc).__name__)
-    return "The connection to the language model broke off."
+    return LLMError("The connection to the language model broke off.", "broken")
 
 
 def _chunk(payload: bytes) -> dict:
@@ -161,14 +173,14 @@ def _chunk(payload: bytes) -> dict:
         try:
             return clean_json(json.loads(payload.decode("utf-8", "replace")))
         except (ValueError, RecursionError):
-            raise LLMError("The language model sent a malformed response.") from None
+            raise LLMError(MALFORMED, "malformed") from None
 
 
 def _stream_error(data: dict) -> LLMError:
     error = data.get("error")
     kind = error.get("type") or error.get("code") if isinstance(error, dict) else None
     logger.warning("LLM stream reported an error (%s)", kind or "no type")
-    return LLMError("The language model reported an error while answering.")
+    return LLMError("The language model reported an error while answering.", "status")
 
 
 async def _lines(response) -> AsyncIterator[bytes]:
@@ -216,7 +228,7 @@ async def stream_chat(
                     continue
                 data = _chunk(payload)
                 if not isinstance(data, dict):
-                    raise LLMError("The language model sent a malformed response.")
+                    raise LLMError(MALFORMED, "malformed")
                 if "error" in data:
                     raise _stream_error(data)
                 usage = data.get("usage")
@@ -245,13 +257,13 @@ async def stream_chat(
         raise
     except (AttributeError, TypeError, KeyError) as exc:
         # A chunk of an unexpected shape (a list where an object belongs, say).
-        raise LLMError("The language model sent a malformed response.") from exc
+        raise LLMError(MALFORMED, "malformed") from exc
     except (openai.APIConnectionError, httpx2.TransportError) as exc:
         if not opened or isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
-            raise LLMError(describe(exc)) from exc
+            raise failure(exc) from exc
         raise LLMError("The connection to the language model broke off mid-reply.") from exc
     except Exception as exc:
-        raise LLMError(describe(exc)) from exc
+        raise failure(exc) from exc
     if calls:
         yield StreamEvent(tool_calls=[calls[index] for index in sorted(calls)])
 
@@ -265,12 +277,12 @@ async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -
         data = _chunk(response.http_response.content)
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices[0], dict):
-            raise LLMError("The language model sent an empty answer.")
+            raise LLMError("The language model sent an empty answer.", "malformed")
         content = (choices[0].get("message") or {}).get("content") or ""
     except (asyncio.CancelledError, LLMError):
         raise
     except Exception as exc:
-        raise LLMError(describe(exc)) from exc
+        raise failure(exc) from exc
     if not isinstance(content, str):
-        raise LLMError("The language model sent a malformed response.")
+        raise LLMError(MALFORMED, "malformed")
     return clean_text(content)

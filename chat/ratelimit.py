@@ -12,6 +12,7 @@ from django.conf import settings
 
 from accounts.throttling import count_hit, parse_rate
 
+from . import metrics
 from .exceptions import DomainError
 
 
@@ -34,4 +35,5 @@ def check_send_rate(*, user_id) -> None:
     window = int(now // period)
     count = count_hit(f"parlor:send-rate:{user_id}:{period}:{window}", window=period + 1)
     if count > limit:
+        metrics.REFUSALS.labels(RateLimited.code).inc()
         raise RateLimited(max(1, math.ceil((window + 1) * period - now)))

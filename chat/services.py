@@ -27,7 +27,7 @@ from django.utils import timezone
 
 from models_app.models import Model, Run
 
-from . import selectors, signals, sql
+from . import metrics, selectors, signals, sql
 from .exceptions import (
     ConversationNotFound,
     ConversationReadOnly,
@@ -531,6 +531,7 @@ def reply_start(
         interrupted: tuple[int, ...] = ()
         if target.streaming_id is not None:
             if target.streaming_id in writing or not target.streaming_abandoned:
+                metrics.REFUSALS.labels(GenerationInProgress.code).inc()
                 raise GenerationInProgress()
             if reply_interrupt(message_id=target.streaming_id):
                 interrupted = (target.streaming_id,)

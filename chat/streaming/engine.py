@@ -14,8 +14,9 @@ import weakref
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
+from django.db import connection
 
-from chat import prompting, selectors, services
+from chat import metrics, prompting, selectors, services
 
 from . import db, events, jobs
 from .feeds import Feed, Watcher
@@ -158,6 +159,7 @@ class Engine:
         feed.generation = generation
         feed.reply = generation.sent
         self.generations[session] = generation
+        metrics.STREAMS_ACTIVE.inc()
         generation.task = self.spawn(generation.run())
         if reply.first_message:
             self.spawn(jobs.title(self, session=session, content=reply.user_message.content))
@@ -178,6 +180,7 @@ class Engine:
             self.relay.forward(generation, event)
 
     def ended(self, generation: Generation) -> None:
+        metrics.STREAMS_ACTIVE.dec()
         if self.generations.get(generation.session) is generation:
             del self.generations[generation.session]
         feed = self.feeds.get(generation.session)
@@ -286,6 +289,7 @@ class Engine:
                 await self.settle_abandoned()
             except Exception as exc:
                 logger.warning("the interrupted-reply sweep failed: %s", exc)
+            _record_pool_use()
             await asyncio.sleep(interval)
 
     async def settle_abandoned(self, *, session: str | None = None) -> int:
@@ -337,6 +341,14 @@ class Engine:
 
     def _is_relay_task(self, task: asyncio.Task) -> bool:
         return self.relay is not None and task in self.relay.tasks
+
+
+def _record_pool_use() -> None:
+    """Publish how many pooled database connections this process has checked out."""
+    pool = getattr(connection, "pool", None)
+    if pool is not None:
+        stats = pool.get_stats()
+        metrics.DB_POOL_IN_USE.set(stats.get("pool_size", 0) - stats.get("pool_available", 0))
 
 
 def _background_engine() -> Engine:

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 
-from chat import llm, services, tools
+from chat import llm, metrics, services, tools
 from chat.models import Message
 from chat.rendering import render_markdown
 
@@ -46,7 +46,7 @@ class Generation:
         self.pending: list[str] = []
         self.flush_handle: asyncio.TimerHandle | None = None
         self.last_flush = -1.0
-        self.written_at = self.loop.time()  # reply_start wrote the row
+        self.launched_at = self.written_at = self.loop.time()  # reply_start wrote the row
         self.saved_length = 0
         self.ending: str | None = None  # why it is being stopped: stopped, deleted, interrupted
         self.finishing = False
@@ -93,6 +93,8 @@ class Generation:
         self.last_flush = self.loop.time()
         self.frames += 1
         offset = self.sent.length
+        if offset == 0:
+            metrics.TTFT.observe(self.loop.time() - self.launched_at)
         self.sent.put(chunk, offset)
         self.engine.publish(self, events.token(self.session, self.message_id, chunk, offset))
 
@@ -128,6 +130,7 @@ class Generation:
             await self._generate()
         except llm.LLMError as exc:
             status, error, code = Message.Status.ERROR, exc.reason, "upstream_error"
+            metrics.UPSTREAM_ERRORS.labels(exc.kind).inc()
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if self.ending is None:
@@ -146,6 +149,9 @@ class Generation:
             await self._finish(status, error, code)
         finally:
             self.engine.ended(self)
+            metrics.REPLIES.labels(status).inc()
+            metrics.REPLY_SECONDS.observe(self.loop.time() - self.launched_at)
+            metrics.TOKENS.inc(self.usage.completion_tokens)
 
     async def _generate(self) -> None:
         context = self.context
