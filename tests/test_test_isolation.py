@@ -81,7 +81,7 @@ def test_the_hostile_dotenv_is_what_the_app_settings_would_use(hostile_dotenv):
 def test_test_settings_ignore_the_dotenv(hostile_dotenv, settings_module):
     loaded = load(settings_module, hostile_dotenv)
     assert loaded["cache"] == "django.core.cache.backends.locmem.LocMemCache"
-    assert loaded["layer"] == "chat.layers.RationedInMemoryChannelLayer"
+    assert loaded["layer"] == "channels.layers.InMemoryChannelLayer"
     assert loaded["llm"] == ""
     assert loaded["key"] == ""
     assert loaded["engine"] == "django.db.backends.sqlite3"

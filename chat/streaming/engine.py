@@ -54,7 +54,6 @@ class Engine:
         self.ticker: asyncio.Task | None = None
         self.sweeper: asyncio.Task | None = None
         self.summarizing: set[str] = set()
-        self.draining = False
         layer = _shared_layer()
         self.relay = Relay(self, layer) if layer is not None else None
 
@@ -314,7 +313,6 @@ class Engine:
         A reply cut short keeps every character its readers saw and ends as interrupted;
         its watchers are told.
         """
-        self.draining = True
         deadline = self.loop.time() + max(grace, 0.0)
         while self.generations and self.loop.time() < deadline:
             await asyncio.sleep(min(0.1, max(deadline - self.loop.time(), 0.0)))

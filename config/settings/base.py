@@ -162,7 +162,9 @@ if REDIS_URL:
         }
     }
 else:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "chat.layers.RationedInMemoryChannelLayer"}}
+    # One process: the streaming engine fans out in memory and never uses the layer;
+    # /readyz still round-trips a message through it.
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # The LLM (SPEC 5). Without LLM_BASE_URL the built-in development LLM is used.
 LLM_BASE_URL = env("LLM_BASE_URL", default="")
