@@ -183,18 +183,70 @@ def _stream_error(data: dict) -> LLMError:
     return LLMError("The language model reported an error while answering.", "status")
 
 
-async def _lines(response) -> AsyncIterator[bytes]:
-    """Yield the lines of an SSE body, split from its raw bytes."""
-    tail = b""
-    async for data in response.iter_bytes():
-        if tail:
-            data = tail + data
+class _Reader:
+    """The state of one streamed answer: SSE lines in, text, tool calls and usage out."""
+
+    def __init__(self):
+        self.tail = b""
+        self.calls: dict[int, ToolCall] = {}
+        self.usage: Usage | None = None
+        self.done = False
+        self.error: LLMError | None = None
+
+    def feed(self, data: bytes) -> str:
+        """Take the bytes of one network read; return the text they complete.
+
+        A chunk that fails leaves its error in ``error``, after the text before it.
+        """
+        if self.tail:
+            data = self.tail + data
         lines = data.split(b"\n")
-        tail = lines.pop()
+        self.tail = lines.pop()
+        texts = []
         for line in lines:
-            yield line
-    if tail:
-        yield tail
+            if not line.startswith(b"data:"):
+                continue  # blank separators, comments, event names
+            payload = line[5:].strip()
+            if payload == b"[DONE]":
+                self.done = True
+                break
+            if payload:
+                try:
+                    self._chunk(payload, texts)
+                except (LLMError, AttributeError, TypeError, KeyError) as exc:
+                    # A chunk of an unexpected shape (a list where an object belongs, say).
+                    self.error = (
+                        exc if isinstance(exc, LLMError) else LLMError(MALFORMED, "malformed")
+                    )
+                    break
+        return "".join(texts)
+
+    def _chunk(self, payload: bytes, texts: list[str]) -> None:
+        data = _chunk(payload)
+        if not isinstance(data, dict):
+            raise LLMError(MALFORMED, "malformed")
+        if "error" in data:
+            raise _stream_error(data)
+        usage = data.get("usage")
+        if usage:
+            self.usage = Usage(
+                prompt_tokens=usage.get("prompt_tokens") or 0,
+                completion_tokens=usage.get("completion_tokens") or 0,
+            )
+        for choice in data.get("choices") or ():
+            delta = choice.get("delta")
+            if not delta:
+                continue
+            text = delta.get("content")
+            if text:
+                texts.append(clean_text(text) if "\x00" in text else text)
+            for call in delta.get("tool_calls") or ():
+                entry = self.calls.setdefault(call.get("index", 0), ToolCall(id="", name=""))
+                if call.get("id"):
+                    entry.id = call["id"]
+                function = call.get("function") or {}
+                entry.name += function.get("name") or ""
+                entry.arguments += clean_text(function.get("arguments") or "")
 
 
 async def stream_chat(
@@ -202,8 +254,9 @@ async def stream_chat(
 ) -> AsyncIterator[StreamEvent]:
     """Yield the reply of the LLM as it streams; raise LLMError on any upstream failure.
 
-    Closing the generator (``aclosing``, or cancelling the task iterating it) closes the
-    upstream HTTP stream.
+    One text event per network read (however many chunks it held), then the usage and
+    the tool calls. Closing the generator (``aclosing``, or cancelling the task iterating
+    it) closes the upstream HTTP stream.
     """
     body = {"messages": messages, "stream_options": {"include_usage": True}}
     if tools:
@@ -213,59 +266,37 @@ async def stream_chat(
     request = client().chat.completions.with_streaming_response.create(
         model=model, messages=[], stream=True, extra_body=body
     )
-    calls: dict[int, ToolCall] = {}
+    reader = _Reader()
     opened = False
     try:
         async with request as response:
             opened = True
-            async for line in _lines(response):
-                if not line.startswith(b"data:"):
-                    continue  # blank separators, comments, event names
-                payload = line[5:].strip()
-                if payload == b"[DONE]":
+            async for data in response.iter_bytes():
+                text = reader.feed(data)
+                if text:
+                    yield StreamEvent(text=text)
+                if reader.error is not None:
+                    raise reader.error
+                if reader.done:
                     break
-                if not payload:
-                    continue
-                data = _chunk(payload)
-                if not isinstance(data, dict):
-                    raise LLMError(MALFORMED, "malformed")
-                if "error" in data:
-                    raise _stream_error(data)
-                usage = data.get("usage")
-                if usage:
-                    yield StreamEvent(
-                        usage=Usage(
-                            prompt_tokens=usage.get("prompt_tokens") or 0,
-                            completion_tokens=usage.get("completion_tokens") or 0,
-                        )
-                    )
-                for choice in data.get("choices") or ():
-                    delta = choice.get("delta")
-                    if not delta:
-                        continue
-                    text = delta.get("content")
-                    if text:
-                        yield StreamEvent(text=clean_text(text) if "\x00" in text else text)
-                    for call in delta.get("tool_calls") or ():
-                        entry = calls.setdefault(call.get("index", 0), ToolCall(id="", name=""))
-                        if call.get("id"):
-                            entry.id = call["id"]
-                        function = call.get("function") or {}
-                        entry.name += function.get("name") or ""
-                        entry.arguments += clean_text(function.get("arguments") or "")
+            if reader.tail and not reader.done:
+                text = reader.feed(b"\n")
+                if text:
+                    yield StreamEvent(text=text)
+                if reader.error is not None:
+                    raise reader.error
     except (asyncio.CancelledError, GeneratorExit, LLMError):
         raise
-    except (AttributeError, TypeError, KeyError) as exc:
-        # A chunk of an unexpected shape (a list where an object belongs, say).
-        raise LLMError(MALFORMED, "malformed") from exc
     except (openai.APIConnectionError, httpx2.TransportError) as exc:
         if not opened or isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
             raise failure(exc) from exc
         raise LLMError("The connection to the language model broke off mid-reply.") from exc
     except Exception as exc:
         raise failure(exc) from exc
-    if calls:
-        yield StreamEvent(tool_calls=[calls[index] for index in sorted(calls)])
+    if reader.usage is not None:
+        yield StreamEvent(usage=reader.usage)
+    if reader.calls:
+        yield StreamEvent(tool_calls=[reader.calls[index] for index in sorted(reader.calls)])
 
 
 async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -> str:
