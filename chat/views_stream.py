@@ -186,6 +186,12 @@ _TICK = events.Event("tick", "", None, {}, b"")
 @csrf_exempt  # checked in _begin_with_session for session auth; bearer tokens need none
 async def stream_view(request):
     """Store the message and stream the reply as text/event-stream."""
+    if not hasattr(request, "scope"):
+        # Under WSGI each request gets a loop of its own that ends with the view: a reply
+        # streamed from it would never end. (The REST API's messages endpoint works.)
+        error = DomainError("This endpoint streams: serve Parlor with an ASGI server.")
+        error.status, error.code = 501, "not_implemented"
+        return _error(error)
     try:
         request.get_host()  # ALLOWED_HOSTS: no middleware checks it on this path
     except DisallowedHost:

@@ -260,3 +260,20 @@ async def test_text_the_database_cannot_store_is_kept_as_replacement_characters(
     assert reply.status == "complete"
     assert reply.content == "".join(e["content"] for e in events if e["type"] == "token")
     assert "\x00" not in reply.content and reply.content.count("\ufffd") >= 3
+
+
+def test_under_wsgi_the_stream_answers_at_once_that_it_needs_asgi(client, django_user_model):
+    """A WSGI server cannot stream a reply written in the background: a clear 501."""
+    from accounts.tokens import token_issue
+
+    raw, _ = token_issue(user=UserFactory())
+    before = (ChatSession.objects.count(), Message.objects.count())
+    response = client.post(
+        URL,
+        data=b'{"message": "Hi"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 501
+    assert response.json()["error"]["code"] == "not_implemented"
+    assert (ChatSession.objects.count(), Message.objects.count()) == before
