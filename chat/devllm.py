@@ -5,11 +5,13 @@ deterministic replies built from what it was sent, so the embedded default, the 
 the benchmarks all run the real SDK code path offline.
 
 Per-request knobs, for tests and benchmarks, in the last user message (``[dev:tokens=500]``,
-``[dev:token_ms=20]``, ``[dev:first_token_ms=300]``, ``[dev:fault=die]``) or in the request
-body's ``parlor`` object (the SDK's ``extra_body``). Faults: ``500`` (or any 4xx/5xx code),
-``die`` (the connection is cut mid-stream), ``hang`` (no answer until the client gives up),
-``malformed`` (a chunk that is not JSON) and ``odd_text`` (text a database cannot store:
-a NUL, half of a surrogate pair, bytes that are not UTF-8, as byte-level tokenizers make).
+``[dev:token_ms=20]``, ``[dev:first_token_ms=300]``, ``[dev:fault=die]``,
+``[dev:echo=context]`` — the reply is the messages it was sent, in order, each whole as
+``role: content``) or in the request body's ``parlor`` object (the SDK's ``extra_body``).
+Faults: ``500`` (or any 4xx/5xx code), ``die`` (the connection is cut mid-stream),
+``hang`` (no answer until the client gives up), ``malformed`` (a chunk that is not JSON)
+and ``odd_text`` (text a database cannot store: a NUL, half of a surrogate pair, bytes
+that are not UTF-8, as byte-level tokenizers make).
 """
 
 import asyncio
@@ -76,6 +78,7 @@ def _options(body: dict, config: DevConfig, last_user: str) -> dict:
         "first_token_ms": config.first_token_ms,
         "token_ms": config.token_ms,
         "fault": "",
+        "echo": "",
     }
     for key, value in HINT.findall(last_user):
         options[key] = value
@@ -87,6 +90,7 @@ def _options(body: dict, config: DevConfig, last_user: str) -> dict:
     for key in ("first_token_ms", "token_ms"):
         options[key] = max(0.0, float(options[key]))
     options["fault"] = str(options["fault"] or "")
+    options["echo"] = str(options["echo"] or "")
     return options
 
 
@@ -196,6 +200,10 @@ def compose(body: dict, config: DevConfig) -> tuple[dict, dict]:
         return {"text": _title_reply(last_user)}, options
     if SUMMARY_MARK in lowered_system:
         return {"text": _summary_reply(messages)}, options
+    if options["echo"] == "context":
+        # The messages it was sent, in order, each whole (SPEC 4.6): what a test needs
+        # to see exactly what a reply's context held.
+        return {"text": "\n".join(_echo_line(m) for m in messages)}, options
     tools = body.get("tools") or []
     if tools:
         call = _tool_call(tools, last_user)
@@ -204,6 +212,10 @@ def compose(body: dict, config: DevConfig) -> tuple[dict, dict]:
     if "configur" in last_user.lower():
         return {"text": _configuration_reply(system)}, options
     return {"text": _default_reply(last_user + system, options["tokens"], last_user)}, options
+
+
+def _echo_line(message: dict) -> str:
+    return f"{message.get('role')}: {_text(message.get('content'))}"
 
 
 def _prompt_tokens(body: dict) -> int:

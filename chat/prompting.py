@@ -17,6 +17,10 @@ TITLE_PROMPT = (
     "Reply with only a short title (at most six words, no quotes) for a conversation "
     "that starts with the user's message."
 )
+TRUNCATED_NOTE = (
+    "Some earlier messages of this conversation are left out here for length; say so if "
+    "the question depends on them."
+)
 # Tokens are estimated at four characters each for the context budget.
 CHARS_PER_TOKEN = 4
 # A summary reads at most this many messages at once (when earlier summaries failed, the
@@ -36,6 +40,8 @@ class ReplyContext:
     model: str
     tools: list | None
     run_id: int | None
+    # Older messages after the summary were left out for length: a summary should catch up.
+    truncated: bool = False
 
 
 def _yes(value: bool) -> str:
@@ -144,6 +150,9 @@ def reply_context(
         if budget < 0 and recent:
             break
         recent.append({"role": role, "content": content})
+    truncated = len(recent) < len(rows) or len(rows) >= _context_rows_limit()
+    if truncated:
+        messages.append({"role": "system", "content": TRUNCATED_NOTE})
     messages.extend(reversed(recent))
     llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
     return ReplyContext(
@@ -151,6 +160,7 @@ def reply_context(
         model=llm,
         tools=tools.SPECS if session.run_id else None,
         run_id=session.run_id,
+        truncated=truncated,
     )
 
 

@@ -162,6 +162,9 @@ class Engine:
         generation.task = self.spawn(generation.run())
         if reply.first_message:
             self.spawn(jobs.title(self, session=session, content=reply.user_message.content))
+        if context.truncated:
+            # The budget left messages out: a summary brings them back in a short form.
+            self.spawn(self.summarize(session, force=True))
         if self.relay is not None:
             self.spawn(self.relay.reply_started(generation))
         if self.ticker is None or self.ticker.done():
