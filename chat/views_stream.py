@@ -32,6 +32,8 @@ ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
 # Seconds of silence before a ``: ping`` comment (keeps proxies from closing the stream)
 # and a look at the stored reply (so nothing can leave the stream hanging).
 KEEPALIVE_INTERVAL = 15.0
+# Seconds a conversation's first stream stays open after its reply for the title.
+TITLE_WAIT = 5.0
 PING = b": ping\n\n"
 
 
@@ -128,8 +130,11 @@ def _begin_with_session(request, fields: dict, writing) -> tuple[object, streami
 class _Stream:
     """An SSE response as a watcher: the events of its reply, until that reply ends."""
 
-    def __init__(self, message: int | None):
+    def __init__(self, message: int | None, *, titled: bool = True):
         self.message = message
+        # A conversation's first reply: its title is being made, and the stream stays
+        # open for it a little after the reply ends (TITLE_WAIT).
+        self.titled = titled
         self.queue: asyncio.Queue[events.Event] = asyncio.Queue()
 
     def deliver(self, event: events.Event) -> None:
@@ -140,7 +145,7 @@ class _Stream:
             self.queue.put_nowait(event)
 
     async def body(self, engine, session: str):
-        heard = True
+        heard, ended = True, False
         ticker = asyncio.get_running_loop().call_later(KEEPALIVE_INTERVAL, self._tick)
         try:
             while True:
@@ -154,9 +159,18 @@ class _Stream:
                             return
                     ticker = asyncio.get_running_loop().call_later(KEEPALIVE_INTERVAL, self._tick)
                     continue
+                if event is _END:
+                    return
                 heard = True
                 yield b"data: " + event.data + b"\n\n"
+                if event.kind == "title":
+                    self.titled = True
                 if event.ends_reply and event.message == self.message:
+                    if self.titled:
+                        return
+                    ended = True
+                    asyncio.get_running_loop().call_later(TITLE_WAIT, self.queue.put_nowait, _END)
+                if ended and self.titled:
                     return
                 if event.kind == "error" and event.message is None:
                     return  # the conversation was deleted
@@ -181,6 +195,7 @@ class _Stream:
 
 
 _TICK = events.Event("tick", "", None, {}, b"")
+_END = events.Event("end", "", None, {}, b"")
 
 
 @csrf_exempt  # checked in _begin_with_session for session auth; bearer tokens need none
@@ -222,7 +237,7 @@ async def stream_view(request):
     reply = prepared.reply
     session = str(reply.session.pk)
     message = reply.assistant_message.pk if reply.assistant_message else None
-    stream = _Stream(message)
+    stream = _Stream(message, titled=not (prepared.startable and reply.first_message))
     started = events.session_started(reply, duplicate=reply.duplicate)
     if message is None:
         # A duplicate of a message that never got a reply: nothing to wait for.

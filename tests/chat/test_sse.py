@@ -1,5 +1,6 @@
 """POST /api/chat/stream: the reply as Server-Sent Events."""
 
+import asyncio
 import json
 
 import pytest
@@ -58,9 +59,11 @@ async def test_stream_sends_session_tokens_and_done_as_event_stream():
     await streaming.Engine.current().wait_idle()
 
     assert events[0]["type"] == "session" and events[0]["created"] is True
-    assert events[-1]["type"] == "done"
-    assert "<strong>" in events[-1]["html"]
-    reply = await database_sync_to_async(lambda: Message.objects.get(pk=events[-1]["message"]))()
+    # The reply's events end with done; a new conversation's title may follow it.
+    done = [e for e in events if e["type"] != "title"][-1]
+    assert done["type"] == "done"
+    assert "<strong>" in done["html"]
+    reply = await database_sync_to_async(lambda: Message.objects.get(pk=done["message"]))()
     text = "".join(e["content"] for e in events if e["type"] == "token")
     assert (reply.status, reply.content) == ("complete", text)
 
@@ -174,7 +177,7 @@ async def test_the_server_path_streams_a_reply_with_a_bearer_token():
     auth = (await bearer_for(user))["Authorization"].encode()
     response = await asgi_post(b'{"message": "Hi"}', [(b"authorization", auth)])
     assert response["status"] == 200
-    events = parse([response["body"]])
+    events = [e for e in parse([response["body"]]) if e["type"] != "title"]
     assert [events[0]["type"], events[-1]["type"]] == ["session", "done"]
     await streaming.Engine.current().wait_idle()
 
@@ -222,7 +225,7 @@ async def test_the_server_path_checks_the_session_cookie_and_csrf():
         b'{"message": "Hi"}', [(b"cookie", cookie), (b"x-csrftoken", csrf.encode())]
     )
     assert accepted["status"] == 200
-    assert parse([accepted["body"]])[-1]["type"] == "done"
+    assert [e for e in parse([accepted["body"]]) if e["type"] != "title"][-1]["type"] == "done"
     await streaming.Engine.current().wait_idle()
 
 
@@ -252,7 +255,7 @@ async def test_text_the_database_cannot_store_is_kept_as_replacement_characters(
     )
     events = parse([chunk async for chunk in response.streaming_content])
     await streaming.Engine.current().wait_idle()
-    assert events[-1]["type"] == "done"
+    assert [e for e in events if e["type"] != "title"][-1]["type"] == "done"
     question, reply = await database_sync_to_async(
         lambda: list(Message.objects.filter(session_id=events[0]["session"]).order_by("id"))
     )()
@@ -277,3 +280,33 @@ def test_under_wsgi_the_stream_answers_at_once_that_it_needs_asgi(client, django
     assert response.status_code == 501
     assert response.json()["error"]["code"] == "not_implemented"
     assert (ChatSession.objects.count(), Message.objects.count()) == before
+
+
+async def test_a_title_made_after_the_reply_still_reaches_the_sse_client(monkeypatch):
+    """The first message's stream stays open for its title (TITLE_WAIT), then ends."""
+    from chat.streaming import jobs
+
+    complete = jobs.llm.complete
+
+    async def slow_title(**kwargs):
+        await asyncio.sleep(0.5)  # well after the one-token reply
+        return await complete(**kwargs)
+
+    monkeypatch.setattr(jobs.llm, "complete", slow_title)
+    user = await make_user()
+    response = await post(
+        AsyncClient(), {"message": "Plan a trip [dev:tokens=1]"}, await bearer_for(user)
+    )
+    events = parse([chunk async for chunk in response.streaming_content])
+    await streaming.Engine.current().wait_idle()
+    kinds = [e["type"] for e in events]
+    assert kinds.index("done") < kinds.index("title") == len(kinds) - 1
+    assert events[-1]["title"] == "Plan a trip"
+
+    # Later messages of the conversation end with their reply.
+    again = await post(
+        AsyncClient(),
+        {"message": "More [dev:tokens=1]", "session": events[0]["session"]},
+        await bearer_for(user),
+    )
+    assert parse([c async for c in again.streaming_content])[-1]["type"] == "done"
