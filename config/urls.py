@@ -4,6 +4,7 @@ from django.urls import include, path
 from django.views import defaults
 
 from chat.views_health import healthz, readyz
+from chat.views_metrics import metrics
 from chat.views_stream import stream_view
 from core.api import error_body
 
@@ -11,6 +12,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    path("metrics", metrics, name="metrics"),
     path("accounts/", include("accounts.urls")),
     path("api/chat/stream", stream_view),
     path("api/", include("config.api_urls")),
