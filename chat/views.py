@@ -5,8 +5,10 @@ A foreign or unknown id is a 404 page, the same as a missing one (invariant 6).
 """
 
 import functools
+import json
 import re
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
@@ -16,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from models_app import selectors as model_selectors
 from models_app.models import Model
 
-from . import selectors, services
+from . import rendering, selectors, services
 from .exceptions import ConversationReadOnly, DomainError, NotFound
 from .models import Context, Message
 from .text import clean_text
@@ -107,6 +109,19 @@ def sidebar_context(user, *, archived: bool = False) -> dict:
     return {"groups": groups, "archived": archived}
 
 
+def _markdown_rules() -> str:
+    """Return the server's sanitising allow-list as JSON, for the page's own Markdown
+    rendering (static/js/markdown.js) of what it shows before the server's: one list."""
+    return json.dumps(
+        {
+            "tags": sorted(rendering.ALLOWED_TAGS),
+            "attributes": {tag: sorted(v) for tag, v in rendering.ALLOWED_ATTRIBUTES.items()},
+            "url_schemes": sorted(rendering.URL_SCHEMES),
+            "link_rel": rendering.LINK_REL,
+        }
+    )
+
+
 def _chat_page(request, *, session=None, model=None, run=None):
     """Render the chat page: a stored conversation, or an ephemeral one (no row yet)."""
     messages, has_more, streaming_id = [], False, None
@@ -125,6 +140,8 @@ def _chat_page(request, *, session=None, model=None, run=None):
         "read_only": session is not None and session.context == Context.DETACHED,
         "url_base": f"/m/{model.pk}/c/" if model and not run else "/c/",
         "current_id": str(session.pk) if session else "",
+        "max_message_chars": settings.MAX_MESSAGE_CHARS,
+        "markdown_rules": _markdown_rules(),
         **sidebar_context(request.user),
     }
     return render(request, "chat/chat.html", context)
