@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev lint bench
+.PHONY: run test install install-dev lint bench serve-prod
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,3 +44,14 @@ lint: install-dev
 
 bench: install-dev
 	$(BIN)/python -m bench
+
+## Production on this machine (SPEC 4.6): nginx on $(PORT) (8080 unless PORT is set) in
+## front of $(WORKERS) uvicorn workers, with the production settings from the environment
+## (or .env): PostgreSQL at DATABASE_URL and Redis at REDIS_URL; SECURE_SSL_REDIRECT=false
+## for plain HTTP. Migrates and collects the static files first; in the foreground until
+## ^C, which stops the workers (they drain) and then nginx. Needs Debian's nginx
+## (scripts/ensure-nginx.sh installs it as root).
+WORKERS ?= 2
+serve-prod: SERVE_PROD_PORT = $(if $(filter file,$(origin PORT)),8080,$(PORT))
+serve-prod: install
+	exec $(BIN)/python deploy/serve_prod.py --port $(SERVE_PROD_PORT) --workers $(WORKERS) --migrate

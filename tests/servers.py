@@ -147,3 +147,100 @@ class Server:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"{}")
+
+
+class ServeProd:
+    """``make serve-prod``'s machinery (deploy/serve_prod.py): nginx in front of workers.
+
+    On free ports; ``state`` names nginx's and each worker's process id and port once it
+    is ready. Its output (every process's lines, named) goes to ``log``.
+    """
+
+    def __init__(self, env: dict, *, workers: int = 2, log: Path, nginx: str):
+        self.env = env
+        self.workers = workers
+        self.log = log
+        self.nginx = nginx
+        self.port = free_port()
+        self.worker_ports = [free_port() for _ in range(workers)]
+        self.state_file = log.with_suffix(".state.json")
+        self.state: dict = {}
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/chat/"
+
+    def worker(self, number: int) -> dict:
+        """Return worker ``number``'s state (1-based, as its X-Parlor-Worker header)."""
+        return self.state["workers"][number - 1]
+
+    def start(self, *args: str) -> "ServeProd":
+        argv = [sys.executable, "deploy/serve_prod.py", "--port", str(self.port)]
+        argv += ["--worker-ports", ",".join(map(str, self.worker_ports))]
+        argv += ["--nginx", self.nginx, "--state-file", str(self.state_file), *args]
+        with open(self.log, "ab") as handle:
+            self.process = subprocess.Popen(
+                argv, env=self.env, cwd=settings.BASE_DIR, stdout=handle, stderr=handle
+            )
+        deadline = time.monotonic() + 2 * START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"serve-prod exited:\n{self.output()}")
+            if self.state_file.exists():
+                self.state = json.loads(self.state_file.read_text())
+                return self
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"serve-prod did not get ready:\n{self.output()}")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        """Stop it as ^C would, and make sure nothing it started is left running."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        if self.state_file.exists():  # rewritten when a worker is started again
+            self.state = json.loads(self.state_file.read_text())
+        for pid in self.running_pids():
+            os.kill(pid, signal.SIGKILL)
+
+    def pids(self) -> list[int]:
+        """Return the process ids of nginx and the workers, as last started."""
+        if not self.state:
+            return []
+        return [self.state["nginx"]["pid"], *(w["pid"] for w in self.state["workers"])]
+
+    def running_pids(self) -> list[int]:
+        """Return those of ``pids()`` still running (their command line is still ours)."""
+        if not self.state:
+            return []
+        runtime = str(Path(self.state["metrics_dir"]).parent).encode()
+        expected = {self.state["nginx"]["pid"]: runtime}
+        for worker in self.state["workers"]:
+            expected[worker["pid"]] = f"--port\0{worker['port']}\0".encode()
+        running = []
+        for pid, mark in expected.items():
+            try:
+                command = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if mark in command:
+                running.append(pid)
+        return running
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
