@@ -310,3 +310,31 @@ async def test_a_title_made_after_the_reply_still_reaches_the_sse_client(monkeyp
         await bearer_for(user),
     )
     assert parse([c async for c in again.streaming_content])[-1]["type"] == "done"
+
+
+async def test_the_same_client_id_again_replays_the_reply_from_its_start():
+    """A retry after a dropped connection gets the text so far, then the rest, once."""
+    user = await make_user()
+    headers = await bearer_for(user)
+    body = {"message": "Long [dev:tokens=300] [dev:token_ms=5]", "client_id": "retry-1"}
+    first = await post(AsyncClient(), body, headers)
+    stream = aiter(first.streaming_content)
+    opening = []
+    while sum(e["type"] == "token" for e in opening) < 2:
+        opening.append(json.loads((await anext(stream)).decode()[6:]))
+    await stream.aclose()  # the connection drops mid-reply
+    opening = [e for e in opening if e["type"] in ("session", "token")]
+
+    again = await post(AsyncClient(), body, headers)
+    events = parse([chunk async for chunk in again.streaming_content])
+    await streaming.Engine.current().wait_idle()
+    assert events[0]["type"] == "session" and events[0]["duplicate"] is True
+    tokens = [e for e in events if e["type"] == "token"]
+    assert tokens[0]["offset"] == 0
+    assert tokens[0]["content"].startswith("".join(e["content"] for e in opening[1:]))
+    offset = 0
+    for event in tokens:  # from the start, each piece once, in order
+        assert event["offset"] == offset
+        offset += len(event["content"])
+    reply = await database_sync_to_async(Message.objects.get)(pk=events[0]["message"])
+    assert (reply.status, reply.content) == ("complete", "".join(e["content"] for e in tokens))
