@@ -1,5 +1,7 @@
 // Parlor page behaviour that is not the chat stream: the phone drawer, the search box,
-// the item menus and inline rename. No inline handlers anywhere: the CSP forbids them.
+// the item menus and inline rename, keyboard shortcuts, and the sidebar's scroll
+// position, highlight and focus across htmx refreshes. No inline handlers anywhere:
+// the CSP forbids them.
 (function () {
   "use strict";
 
@@ -40,16 +42,200 @@
     }
   });
 
-  document.addEventListener("keydown", function (event) {
-    if (event.key !== "Escape") return;
+  // ---------- Keyboard shortcuts (the ? dialog lists them) ----------
+
+  function typing(target) {
+    return Boolean(
+      target && (target.isContentEditable || target.matches("input, textarea, select"))
+    );
+  }
+
+  function visible(element) {
+    return Boolean(element && element.getClientRects().length);
+  }
+
+  function openShortcuts() {
+    const dialog = document.getElementById("shortcuts");
+    if (!dialog || dialog.open) return;
+    const before = document.activeElement;
+    dialog.addEventListener(
+      "close",
+      function () {
+        if (before && before.isConnected && before !== document.body) before.focus();
+      },
+      { once: true }
+    );
+    dialog.showModal();
+  }
+
+  function focusSearch() {
+    const search = document.getElementById("search-input");
+    if (!search) return false;
+    if (!visible(search) && document.querySelector("[data-drawer-open]")) {
+      setDrawer(true);
+      window.setTimeout(function () {
+        search.focus();
+        search.select();
+      }, 50);
+    } else {
+      search.focus();
+      search.select();
+    }
+    return true;
+  }
+
+  function newChat() {
+    const link = document.querySelector(".chat-header a[aria-label='New chat'], .sidebar .btn-new");
+    if (link) window.location.assign(link.href);
+    return Boolean(link);
+  }
+
+  function focusComposer() {
+    const composer = document.getElementById("composer-input");
+    if (!composer) return false;
+    if (document.body.classList.contains("drawer-open")) setDrawer(false);
+    composer.focus();
+    return true;
+  }
+
+  function escape(event) {
     const target = event.target instanceof Element ? event.target : null;
     if (target && target.matches("[data-rename-input]")) {
       const cancel = target.form.querySelector("[data-rename-cancel]");
       if (cancel) cancel.click();
       return;
     }
-    closeMenus(null);
-    if (document.body.classList.contains("drawer-open")) setDrawer(false);
+    if (document.querySelector("details.item-menu[open]")) {
+      closeMenus(null);
+      return;
+    }
+    if (document.body.classList.contains("drawer-open")) {
+      setDrawer(false);
+      return;
+    }
+    // Nothing else to close: Esc stops the reply that is streaming.
+    const stop = document.getElementById("stop-btn");
+    if (stop && !stop.hidden && window.ParlorChat) {
+      event.preventDefault();
+      window.ParlorChat.stop();
+    }
+  }
+
+  document.addEventListener("keydown", function (event) {
+    if (event.defaultPrevented || event.isComposing) return;
+    const target = event.target instanceof Element ? event.target : null;
+    if (document.querySelector("dialog[open]")) return; // the dialog has the keyboard
+    const mod = event.ctrlKey || event.metaKey;
+    const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+    let done = false;
+    if (key === "Escape" && event.shiftKey) {
+      done = focusComposer();
+    } else if (key === "Escape") {
+      escape(event);
+      return;
+    } else if (mod && event.shiftKey && key === "o") {
+      done = newChat();
+    } else if (mod && !event.shiftKey && key === "k") {
+      done = focusSearch();
+    } else if (mod && key === "/") {
+      openShortcuts();
+      done = true;
+    } else if (!mod && !event.altKey && !typing(target)) {
+      if (key === "?") {
+        openShortcuts();
+        done = true;
+      } else if (key === "/") {
+        done = focusComposer();
+      }
+    }
+    if (done) event.preventDefault();
+  });
+
+  document.addEventListener("click", function (event) {
+    const target = event.target instanceof Element ? event.target : null;
+    if (target && target.closest("[data-shortcuts]")) openShortcuts();
+  });
+
+  // ---------- The sidebar across htmx refreshes ----------
+
+  function currentSession() {
+    const pane = document.querySelector("[data-chat]");
+    return pane ? pane.dataset.session || "" : "";
+  }
+
+  // The open conversation stays marked (an item loaded later, or a list refreshed from
+  // a page whose address changed without a load), and the header follows its title.
+  function markCurrent(root) {
+    const current = currentSession();
+    root.querySelectorAll(".session-item[data-session-id]").forEach(function (item) {
+      const mine = Boolean(current) && item.dataset.sessionId === current;
+      item.classList.toggle("current", mine);
+      const link = item.querySelector(".session-link");
+      if (!link) return;
+      if (mine) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    });
+    if (!current) return;
+    const title = root.querySelector('.session-title[data-title-for="' + CSS.escape(current) + '"]');
+    const heading = document.getElementById("chat-title");
+    if (title && heading && heading.textContent !== title.textContent) {
+      heading.textContent = title.textContent;
+      document.title = title.textContent + " · Parlor";
+    }
+  }
+
+  let sidebarScroll = null; // where the list was scrolled before a refresh
+  let pendingAction = null; // a sidebar action whose answer hands the focus back
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const source = event.detail.elt;
+    if (!(source instanceof Element)) return;
+    const item = source.closest(".session-item");
+    if (source.closest(".item-menu .menu") && !source.matches("[hx-get]")) {
+      pendingAction = { session: item ? item.dataset.sessionId : "" };
+    } else if (source.closest(".rename-form")) {
+      pendingAction = { session: item ? item.dataset.sessionId : "" };
+    }
+  });
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    if (target && target.id === "session-groups") sidebarScroll = target.scrollTop;
+  });
+
+  document.addEventListener("htmx:afterSwap", function (event) {
+    const groups = document.getElementById("session-groups");
+    if (!groups) return;
+    const target = event.detail.target;
+    if (sidebarScroll !== null && target && (target.id === "session-groups" || !target.isConnected)) {
+      groups.scrollTop = sidebarScroll;
+      // A refresh brings the first page of each group: scrolled further, the rest loads
+      // as its loader comes into view, and the position is taken up again then.
+      if (Math.abs(groups.scrollTop - sidebarScroll) < 2 || !groups.querySelector(".more-loader")) {
+        sidebarScroll = null;
+      }
+    } else if (sidebarScroll !== null && groups.contains(target)) {
+      groups.scrollTop = sidebarScroll;
+      if (Math.abs(groups.scrollTop - sidebarScroll) < 2) sidebarScroll = null;
+    }
+    markCurrent(groups);
+  });
+
+  // After rename, pin, archive or delete the focus goes back to the composer (in the
+  // phone drawer, to the item acted on, or the list), so a keyboard user carries on.
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!pendingAction) return;
+    const action = pendingAction;
+    pendingAction = null;
+    if (document.querySelector("[data-rename-input]")) return; // a rename form opened
+    if (document.body.classList.contains("drawer-open")) {
+      const item = action.session && document.getElementById("s-" + action.session);
+      const place = (item && item.querySelector(".session-link")) || document.querySelector("#session-groups a");
+      if (place) place.focus();
+      return;
+    }
+    const composer = document.getElementById("composer-input");
+    if (composer) composer.focus();
   });
 
   // While a query is typed the results replace the grouped list.

@@ -1,6 +1,14 @@
 // Parlor chat stream: one WebSocket per page (/ws/chat/), replies token by token.
 // Protocol (SPEC 4.2) — client frames: send, stop, subscribe; server events: session,
-// status, token, title, done, error. No dependencies, no build step.
+// status, token, title, done, error. No build step; Markdown comes from markdown.js.
+//
+// What this page promises the person using it:
+// - the connection's state is shown (#connection, role="status"); a dropped socket is
+//   reopened with exponential backoff and jitter, the conversation re-subscribed and
+//   caught up; a reply on screen only ever grows, and ends with the server's text;
+// - nothing typed is lost: a message is held while offline and sent once the socket is
+//   back; a refused one goes back into the composer with the reason; drafts are kept
+//   per conversation in localStorage until the message is accepted.
 (function () {
   "use strict";
 
@@ -14,7 +22,20 @@
   const sendButton = document.getElementById("send-btn");
   const stopButton = document.getElementById("stop-btn");
   const hint = document.getElementById("composer-hint");
-  const hintText = hint ? hint.textContent : "";
+  const problem = document.getElementById("composer-error");
+  const counter = document.getElementById("composer-count");
+  const notice = document.getElementById("connection");
+  const jump = document.getElementById("jump-latest");
+  const Markdown = window.ParlorMarkdown;
+
+  const RETRY_BASE_MS = 500;
+  const RETRY_CAP_MS = 15000;
+  const NOTICE_AFTER_MS = 800; // a blip shorter than this shows nothing
+  const DRAFT_PREFIX = "parlor:draft:";
+  const DRAFT_DAYS = 30;
+  const DRAFTS_KEPT = 50;
+  // As chat/templates/chat/partials/_message.html says it after a reload.
+  const INTERRUPTED = "The reply was interrupted: the server restarted before it finished.";
 
   const state = {
     session: pane.dataset.session || "",
@@ -24,27 +45,82 @@
     urlBase: pane.dataset.urlBase || "/c/",
     readOnly: pane.dataset.readOnly === "1",
     busy: false,
-    pending: null, // the assistant bubble waiting for its message id
-    pendingUser: null, // the user's bubble waiting for its message id
-    text: new Map(), // message id -> text streamed so far
-    replaceNext: new Set(), // ids whose next token is the replay of the whole reply so far
+    outgoing: null, // the message being sent: {content, frame, user, reply, acked, draftKey}
+    replies: new Map(), // message id -> Reply (the replies streaming on this page)
     stopRequested: false,
     socket: null,
-    outbox: [],
-    retryDelay: 500,
+    online: false, // the socket is open
+    attempts: 0, // failed connection attempts since the socket was last open
+    retryTimer: 0,
+    noticeTimer: 0,
+    droppedAt: 0,
+    everOpen: false,
+    stick: true, // follow the newest text while it streams
   };
+
+  // ---------- Characters, as the server counts them (code points) ----------
+
+  const PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
+
+  function codePoints(text) {
+    const pairs = text.match(PAIR);
+    return text.length - (pairs ? pairs.length : 0);
+  }
+
+  function sliceCodePoints(text, count) {
+    if (codePoints(text) === text.length) return text.slice(0, count);
+    let index = 0;
+    for (let seen = 0; seen < count && index < text.length; seen++) {
+      const code = text.charCodeAt(index);
+      index += code >= 0xd800 && code <= 0xdbff && index + 1 < text.length ? 2 : 1;
+    }
+    return text.slice(0, index);
+  }
+
+  function maxChars() {
+    return Number(pane.dataset.maxChars) || 32000;
+  }
+
+  function number(value) {
+    return value.toLocaleString("en-US");
+  }
+
+  // ---------- Scrolling ----------
+
+  function nearBottom() {
+    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
+  }
+
+  function scrollDown(force) {
+    if (force) state.stick = true;
+    if (state.stick) scroller.scrollTop = scroller.scrollHeight;
+    refreshJump();
+  }
+
+  function refreshJump() {
+    if (jump) jump.hidden = nearBottom();
+  }
+
+  scroller.addEventListener(
+    "scroll",
+    function () {
+      state.stick = nearBottom();
+      refreshJump();
+    },
+    { passive: true }
+  );
+
+  if (jump) {
+    jump.addEventListener("click", function () {
+      state.stick = true;
+      scroller.scrollTo({ top: scroller.scrollHeight, behavior: "smooth" });
+      if (input && !state.readOnly) input.focus({ preventScroll: true });
+    });
+  }
 
   // Scroll to the newest message before htmx looks at the "load older" sentinel, so
   // history is only fetched when the person scrolls up to it.
   scroller.scrollTop = scroller.scrollHeight;
-
-  function nearBottom() {
-    return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 120;
-  }
-
-  function scrollDown(force) {
-    if (force || nearBottom()) scroller.scrollTop = scroller.scrollHeight;
-  }
 
   function uuid4() {
     if (window.crypto && typeof window.crypto.randomUUID === "function") {
@@ -60,20 +136,41 @@
     return [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20), hex.slice(20)].join("-");
   }
 
-  // ---------- The socket ----------
+  // ---------- The connection ----------
+
+  function socketUrl() {
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    return scheme + "//" + location.host + "/ws/chat/";
+  }
 
   function connect() {
-    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
-    const socket = new WebSocket(scheme + "//" + location.host + "/ws/chat/");
+    window.clearTimeout(state.retryTimer);
+    state.retryTimer = 0;
+    if (state.socket) return;
+    const socket = new WebSocket(socketUrl());
     state.socket = socket;
     socket.addEventListener("open", function () {
-      state.retryDelay = 500;
-      subscribe();
-      while (state.outbox.length && socket.readyState === WebSocket.OPEN) {
-        socket.send(state.outbox.shift());
+      if (state.socket !== socket) return;
+      const wasDropped = state.everOpen;
+      state.online = true;
+      state.everOpen = true;
+      state.attempts = 0;
+      state.droppedAt = 0;
+      window.clearTimeout(state.noticeTimer);
+      if (state.outgoing && !state.outgoing.acked) {
+        // The send follows the conversation; subscribing waits for its answer.
+        transmitOutgoing();
+      } else {
+        subscribe();
       }
+      if (wasDropped) {
+        showNotice("back");
+        refreshSidebar();
+      }
+      refreshComposer();
     });
     socket.addEventListener("message", function (event) {
+      if (state.socket !== socket) return;
       let data;
       try {
         data = JSON.parse(event.data);
@@ -82,39 +179,124 @@
       }
       if (data && typeof data.type === "string") handle(data);
     });
-    socket.addEventListener("close", function () {
-      if (state.socket === socket) state.socket = null;
-      window.setTimeout(connect, state.retryDelay);
-      state.retryDelay = Math.min(state.retryDelay * 2, 8000);
+    socket.addEventListener("close", function (event) {
+      if (state.socket !== socket) return;
+      state.socket = null;
+      dropped(event.code);
     });
+  }
+
+  // The socket is gone: say so (after a moment, so a blip shows nothing) and try again
+  // after a delay that doubles each time up to a cap, with jitter so that the tabs of
+  // a restarted server do not all come back at the same instant.
+  function dropped(code) {
+    const wasOnline = state.online;
+    state.online = false;
+    if (wasOnline || !state.droppedAt) state.droppedAt = Date.now();
+    state.attempts += 1;
+    const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * Math.pow(2, state.attempts - 1));
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    state.signedOut = code === 4401;
+    window.clearTimeout(state.retryTimer);
+    state.retryTimer = window.setTimeout(connect, delay);
+    const since = Date.now() - state.droppedAt;
+    window.clearTimeout(state.noticeTimer);
+    if (since >= NOTICE_AFTER_MS || !state.everOpen) {
+      showNotice("offline");
+    } else {
+      state.noticeTimer = window.setTimeout(function () {
+        if (!state.online) showNotice("offline");
+      }, NOTICE_AFTER_MS - since);
+    }
+    refreshComposer();
+  }
+
+  function reconnectNow() {
+    if (state.online) return;
+    if (state.socket && state.socket.readyState === WebSocket.CONNECTING) return;
+    if (state.socket) {
+      state.socket.close();
+      state.socket = null;
+    }
+    connect();
+  }
+
+  function showNotice(kind) {
+    if (!notice) return;
+    window.clearTimeout(state.backTimer);
+    if (kind === "back") {
+      if (!notice.firstChild) return; // nothing was shown: nothing to take back
+      notice.replaceChildren(noticeBox("Connected again.", false));
+      notice.dataset.state = "online";
+      state.backTimer = window.setTimeout(function () {
+        notice.replaceChildren();
+        delete notice.dataset.state;
+      }, 2000);
+      return;
+    }
+    let text = "Connection lost. Reconnecting…";
+    if (state.signedOut) text = "You are signed out. Sign in again in this browser to keep chatting.";
+    if (state.outgoing && !state.outgoing.acked) {
+      text += " Your message will be sent when the connection is back.";
+    }
+    const shown = notice.querySelector(".connection-text");
+    if (shown && shown.textContent === text) return;
+    notice.replaceChildren(noticeBox(text, true));
+    notice.dataset.state = "offline";
+  }
+
+  function noticeBox(text, offline) {
+    const box = document.createElement("div");
+    box.className = "connection-box";
+    const span = document.createElement("span");
+    span.className = "connection-text";
+    span.textContent = text;
+    box.appendChild(span);
+    if (offline) {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link-button connection-retry";
+      button.textContent = "Try now";
+      button.addEventListener("click", reconnectNow);
+      box.append(" ", button);
+    }
+    return box;
   }
 
   function transmit(frame) {
-    const text = JSON.stringify(frame);
     if (state.socket && state.socket.readyState === WebSocket.OPEN) {
-      state.socket.send(text);
-    } else {
-      state.outbox.push(text);
+      state.socket.send(JSON.stringify(frame));
+      return true;
     }
+    return false;
   }
 
-  // Follow the open conversation: a reply in progress (after a reload, or started in
-  // another tab) is replayed from its start and then continues live.
+  // Follow the open conversation: a reply in progress (after a reload, a reconnect, or
+  // started in another tab) comes as its text so far (one token at offset 0), then live.
   function subscribe() {
     if (state.ephemeral || !state.session) return;
-    list.querySelectorAll('.msg-assistant[data-status="streaming"]').forEach(function (bubble) {
-      state.replaceNext.add(bubble.dataset.messageId);
-      setBusy(true);
-    });
-    const frame = JSON.stringify({ type: "subscribe", session: state.session });
-    if (state.socket && state.socket.readyState === WebSocket.OPEN) state.socket.send(frame);
+    transmit({ type: "subscribe", session: state.session });
   }
+
+  window.addEventListener("online", reconnectNow);
+  window.addEventListener("offline", function () {
+    // The browser knows the network is gone: no need to wait for the socket to notice.
+    if (state.socket) state.socket.close();
+  });
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "visible" && !state.online) reconnectNow();
+  });
 
   // ---------- Messages in the page ----------
 
+  let emptyState = document.getElementById("empty-chat");
+
   function removeEmptyState() {
-    const empty = document.getElementById("empty-chat");
-    if (empty) empty.remove();
+    if (emptyState) emptyState.remove();
+  }
+
+  function restoreEmptyState() {
+    if (emptyState && !list.querySelector(".msg")) list.appendChild(emptyState);
   }
 
   function makeBubble(role, messageId) {
@@ -138,7 +320,7 @@
       article.dataset.status = "streaming";
     }
     const body = document.createElement("div");
-    body.className = "msg-body plain";
+    body.className = "msg-body markdown";
     main.appendChild(body);
     article.appendChild(main);
     if (messageId) setMessageId(article, messageId);
@@ -152,16 +334,70 @@
     bubble.dataset.messageId = String(messageId);
   }
 
+  // A reply streaming on this page: the server's text (placed by offsets counted in
+  // code points, as the server counts them) and what is shown, which never shrinks.
+  function Reply(bubble) {
+    this.bubble = bubble;
+    this.server = "";
+    this.length = 0; // code points in `server`
+    this.shown = bubble.dataset.text || "";
+    delete bubble.dataset.text;
+    this.view = new Markdown.StreamView(bubble.querySelector(".msg-body"));
+    if (this.shown) this.view.update(this.shown);
+  }
+
+  Reply.prototype.put = function (content, offset) {
+    if (typeof offset !== "number" || offset === this.length) {
+      this.server += content;
+      this.length += codePoints(content);
+    } else if (offset < this.length) {
+      this.server = sliceCodePoints(this.server, offset) + content;
+      this.length = offset + codePoints(content);
+    } else {
+      // Frames were missed (this should not happen): keep what came, in order.
+      this.server += content;
+      this.length = offset + codePoints(content);
+    }
+    // A catch-up may hold less than the page showed (a server killed before it saved the
+    // last second or two): what was read stays on screen until the text is longer.
+    if (this.server.length >= this.shown.length || !this.shown.startsWith(this.server)) {
+      this.shown = this.server;
+    }
+    this.view.update(this.shown);
+  };
+
+  function replyOf(bubble) {
+    const id = bubble.dataset.messageId || "";
+    let reply = state.replies.get(id);
+    if (!reply || reply.bubble !== bubble) {
+      reply = new Reply(bubble);
+      state.replies.set(id, reply);
+    }
+    return reply;
+  }
+
+  function rekey(bubble) {
+    // The pending reply got its id: move its record to it.
+    state.replies.forEach(function (reply, key) {
+      if (reply.bubble === bubble && key !== bubble.dataset.messageId) {
+        state.replies.delete(key);
+        state.replies.set(bubble.dataset.messageId, reply);
+      }
+    });
+  }
+
   function bubbleFor(messageId, create) {
     if (messageId !== undefined && messageId !== null) {
       const found = document.getElementById("msg-" + messageId);
       if (found) return found;
     }
-    if (state.pending) {
-      const bubble = state.pending;
-      state.pending = null;
-      if (messageId !== undefined && messageId !== null) setMessageId(bubble, messageId);
-      return bubble;
+    const outgoing = state.outgoing;
+    if (outgoing && outgoing.reply && !outgoing.reply.dataset.messageId) {
+      if (messageId !== undefined && messageId !== null) {
+        setMessageId(outgoing.reply, messageId);
+        rekey(outgoing.reply);
+      }
+      return outgoing.reply;
     }
     if (!create) return null;
     // A reply started elsewhere (another tab): show the question it answers above it.
@@ -173,13 +409,6 @@
     return bubble;
   }
 
-  function setBody(bubble, text) {
-    const body = bubble.querySelector(".msg-body");
-    body.classList.add("plain");
-    body.classList.remove("markdown");
-    body.textContent = text;
-  }
-
   function setStatusLine(bubble, text) {
     const line = bubble && bubble.querySelector(".msg-status");
     if (line) line.textContent = text || "";
@@ -189,7 +418,7 @@
     bubble.classList.remove("streaming");
     bubble.dataset.status = status;
     setStatusLine(bubble, "");
-    state.text.delete(bubble.dataset.messageId);
+    state.replies.delete(bubble.dataset.messageId || "");
   }
 
   function showError(bubble, reason) {
@@ -218,11 +447,23 @@
     if (sessionId === state.session) document.title = title + " · Parlor";
   }
 
+  // Refresh the sidebar soon (several reasons at once make one request), if the
+  // connection is up: when it comes back, it is refreshed anyway.
+  let sidebarTimer = 0;
+
   function refreshSidebar() {
-    const groups = document.getElementById("session-groups");
-    // A rename in progress would be lost by a refresh; the next one catches up.
-    if (!groups || !window.htmx || groups.querySelector(".renaming")) return;
-    window.htmx.trigger(groups, "refresh");
+    window.clearTimeout(sidebarTimer);
+    sidebarTimer = window.setTimeout(function () {
+      if (!state.online) return;
+      const groups = document.getElementById("session-groups");
+      // A rename in progress would be lost by a refresh; the next one catches up.
+      if (!groups || !window.htmx || groups.querySelector(".renaming")) return;
+      window.htmx.trigger(groups, "refresh");
+    }, 300);
+  }
+
+  function streamingNow() {
+    return Boolean(list.querySelector(".msg-assistant.streaming"));
   }
 
   // ---------- Server events ----------
@@ -240,7 +481,7 @@
       case "status": {
         const bubble =
           (event.message && document.getElementById("msg-" + event.message)) ||
-          state.pending ||
+          (state.outgoing && state.outgoing.reply) ||
           list.querySelector(".msg-assistant.streaming");
         setStatusLine(bubble, event.content);
         // A status means a tool ran: once done, the server's rendering lists the tools.
@@ -262,8 +503,10 @@
     }
   }
 
+  // The message was accepted: it is stored, its reply is on its way.
   function onSession(event) {
     if (!event.session) return;
+    const outgoing = state.outgoing;
     const wasEphemeral = state.ephemeral;
     state.session = event.session;
     state.ephemeral = false;
@@ -271,18 +514,38 @@
     const heading = document.getElementById("chat-title");
     if (heading) heading.dataset.titleFor = event.session;
     if (event.title) updateTitle(event.session, event.title);
-    if (event.message && state.pending) setMessageId(state.pending, event.message);
-    if (event.user_message && state.pendingUser) setMessageId(state.pendingUser, event.user_message);
-    state.pendingUser = null;
+    if (outgoing && !outgoing.acked) {
+      outgoing.acked = true;
+      outgoing.user.classList.remove("pending");
+      const note = outgoing.user.querySelector(".msg-pending");
+      if (note) note.remove();
+      if (event.user_message) setMessageId(outgoing.user, event.user_message);
+      if (event.message && !outgoing.reply.dataset.messageId) {
+        setMessageId(outgoing.reply, event.message);
+        rekey(outgoing.reply);
+      }
+      // Sent: its draft is done with (what is typed since is kept under the conversation).
+      drafts.forget(outgoing.draftKey);
+      drafts.save();
+      if (state.stopRequested) transmit({ type: "stop", session: state.session });
+      if (!event.message) {
+        // No reply to wait for (an operator joined the conversation, say).
+        finish(outgoing.reply, "complete");
+        outgoing.reply.remove();
+        state.outgoing = null;
+        setBusy(streamingNow());
+      }
+    }
     if (wasEphemeral) {
       // The conversation now exists: give it its address without reloading.
       history.replaceState(null, "", state.urlBase + event.session);
       refreshSidebar();
     }
+    refreshNotice();
   }
 
   // A subscribe replays the conversation's last reply; one already shown finished
-  // (complete, stopped or failed) is left as the server rendered it.
+  // (complete, stopped or failed) is left as it is.
   function isFinished(messageId) {
     const shown = messageId ? document.getElementById("msg-" + messageId) : null;
     return Boolean(shown && shown.dataset.status && shown.dataset.status !== "streaming");
@@ -291,20 +554,8 @@
   function onToken(event) {
     if (isFinished(event.message)) return;
     const bubble = bubbleFor(event.message, true);
-    const id = bubble.dataset.messageId || "";
-    let text = state.text.get(id);
-    if (text === undefined) {
-      text = state.replaceNext.has(id) ? "" : bubble.querySelector(".msg-body").textContent;
-    }
-    state.replaceNext.delete(id);
-    // Tokens carry their offset in the reply: a replay from 0 replaces what is shown.
-    if (typeof event.offset === "number" && event.offset <= text.length) {
-      text = text.slice(0, event.offset);
-    }
-    text += event.content || "";
-    state.text.set(id, text);
     setStatusLine(bubble, "");
-    setBody(bubble, text);
+    replyOf(bubble).put(event.content || "", event.offset);
     setBusy(true);
     scrollDown(false);
   }
@@ -313,13 +564,10 @@
     if (isFinished(event.message)) return;
     const bubble = bubbleFor(event.message, true);
     const wasStreaming = bubble.classList.contains("streaming");
-    state.replaceNext.delete(bubble.dataset.messageId);
-    const body = bubble.querySelector(".msg-body");
-    body.classList.remove("plain");
-    body.classList.add("markdown");
-    // Server-rendered and sanitised (markdown-it without raw HTML, then nh3).
-    body.innerHTML = event.html || "";
-    const stopped = state.stopRequested || event.status === "stopped";
+    // The server's rendering, sanitised (markdown-it without raw HTML, then nh3): the
+    // same as the page's own, so normally nothing moves.
+    replyOf(bubble).view.finish(event.html || "");
+    const stopped = event.status === "stopped" || (!event.status && state.stopRequested);
     finish(bubble, stopped ? "stopped" : "complete");
     if (stopped && !bubble.querySelector(".msg-note")) {
       const note = document.createElement("p");
@@ -327,8 +575,7 @@
       note.textContent = "Stopped";
       bubble.querySelector(".msg-main").appendChild(note);
     }
-    setBusy(false);
-    scrollDown(false);
+    replyEnded(bubble);
     if (wasStreaming) refreshSidebar();
     if (bubble.dataset.usedTools && bubble.dataset.messageId && window.htmx) {
       const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId;
@@ -338,91 +585,309 @@
 
   function onError(event) {
     if (isFinished(event.message)) return;
-    const bubble = event.message ? bubbleFor(event.message, false) : state.pending;
-    if (!bubble) {
-      // A refused frame (empty, too long, rate limited…): nothing is streaming.
-      showHint(event.error || "Something went wrong.");
-      if (!list.querySelector(".msg-assistant.streaming")) setBusy(false);
+    const outgoing = state.outgoing;
+    if (event.message === undefined || event.message === null) {
+      if (outgoing && !outgoing.acked) {
+        refused(outgoing, event);
+        return;
+      }
+      if (event.code === "not_found") {
+        // Deleted (in another tab, say): nothing more will come for it.
+        showProblem("This conversation was deleted. What you type here starts a new one.");
+        state.ephemeral = true;
+        state.session = "";
+        list.querySelectorAll(".msg-assistant.streaming").forEach(function (bubble) {
+          finish(bubble, "error");
+        });
+        setBusy(false);
+        return;
+      }
+      showProblem(event.error || "Something went wrong.");
       return;
     }
-    if (bubble === state.pending) state.pending = null;
-    const id = bubble.dataset.messageId;
-    if (id && state.text.has(id)) setBody(bubble, state.text.get(id));
+    const bubble = bubbleFor(event.message, false);
+    if (!bubble) return;
+    // What was shown stays; the reason and Retry go under it.
+    const reply = state.replies.get(bubble.dataset.messageId || "");
+    if (reply) reply.view.flush();
     finish(bubble, "error");
-    showError(bubble, event.error);
-    setBusy(false);
-    scrollDown(false);
+    showError(bubble, event.code === "interrupted" ? INTERRUPTED : event.error);
+    replyEnded(bubble);
     refreshSidebar();
+  }
+
+  function replyEnded(bubble) {
+    if (state.outgoing && state.outgoing.reply === bubble) state.outgoing = null;
+    const hadFocus = composerHadFocus();
+    setBusy(streamingNow());
+    scrollDown(false);
+    // The person carries on typing: the focus goes back to the composer, unless they
+    // have put it somewhere else on purpose.
+    if (!state.busy && hadFocus) focusComposer();
+  }
+
+  // The server refused the message (too long, rate limited, a quota, a server error…):
+  // it goes back into the composer, with the reason beside it.
+  function refused(outgoing, event) {
+    state.outgoing = null;
+    outgoing.user.remove();
+    outgoing.reply.remove();
+    restoreEmptyState();
+    if (state.ephemeral) state.session = ""; // nothing was created: a fresh id next time
+    if (input) {
+      const typed = input.value;
+      input.value = typed.trim() ? outgoing.content + "\n\n" + typed : outgoing.content;
+      drafts.save();
+    }
+    state.stopRequested = false;
+    setBusy(streamingNow());
+    showProblem(event.error || "The message could not be sent.");
+    focusComposer();
+    if (!state.ephemeral) subscribe();
+    refreshNotice();
   }
 
   // ---------- Composer ----------
 
-  function showHint(text) {
-    if (!hint) return;
-    hint.textContent = text || hintText;
-    hint.classList.toggle("error", Boolean(text));
+  const defaultHint = hint ? hint.textContent : "";
+
+  function showProblem(text) {
+    if (!problem) return;
+    problem.textContent = text || "";
+    if (hint) hint.hidden = Boolean(text);
+  }
+
+  function lengthProblem(content) {
+    const length = codePoints(content);
+    const limit = maxChars();
+    if (length <= limit) return "";
+    return (
+      "The message is " + number(length) + " characters long; the limit is " + number(limit) +
+      ". Shorten it by " + number(length - limit) + " to send it."
+    );
+  }
+
+  function refreshCounter() {
+    if (!counter || !input) return;
+    const length = codePoints(input.value);
+    const limit = maxChars();
+    const near = length >= limit * 0.8;
+    counter.hidden = !near;
+    counter.textContent = near ? number(length) + " / " + number(limit) : "";
+    counter.classList.toggle("over", length > limit);
+  }
+
+  function composerHadFocus() {
+    const active = document.activeElement;
+    return (
+      !active ||
+      active === document.body ||
+      active === input ||
+      active === sendButton ||
+      active === stopButton
+    );
+  }
+
+  function focusComposer() {
+    if (input && !state.readOnly && !document.body.classList.contains("drawer-open")) {
+      input.focus({ preventScroll: true });
+    }
   }
 
   function canSend() {
-    return !state.busy && !state.readOnly && input && input.value.trim() !== "";
+    return !state.busy && !state.outgoing && !state.readOnly && input && input.value.trim() !== "";
   }
 
   function refreshComposer() {
     if (!input) return;
+    const focused = document.activeElement;
     sendButton.disabled = !canSend();
     sendButton.hidden = state.busy;
     stopButton.hidden = !state.busy;
+    // A button that disappears under the focus hands it to the composer.
+    if ((focused === sendButton && sendButton.hidden) || (focused === stopButton && stopButton.hidden)) {
+      focusComposer();
+    }
     input.style.height = "auto";
     input.style.height = Math.min(input.scrollHeight, 200) + "px";
+    refreshCounter();
+  }
+
+  function refreshNotice() {
+    if (!state.online && notice && notice.firstChild) showNotice("offline");
   }
 
   function setBusy(busy) {
-    state.busy = busy;
-    if (!busy) state.stopRequested = false;
+    state.busy = busy || Boolean(state.outgoing);
+    if (!state.busy) state.stopRequested = false;
     refreshComposer();
   }
 
   function send(content) {
-    if (state.ephemeral) state.session = uuid4();
+    showProblem("");
+    const tooLong = lengthProblem(content);
+    if (tooLong) {
+      showProblem(tooLong);
+      return false;
+    }
+    if (state.ephemeral && !state.session) state.session = uuid4();
     const frame = { type: "send", session: state.session, content: content, client_id: uuid4() };
     if (state.ephemeral) {
       if (state.model) frame.model = Number(state.model);
       if (state.run) frame.run = Number(state.run);
     }
     const mine = makeBubble("user");
-    state.pendingUser = mine;
     mine.dataset.raw = content;
-    mine.querySelector(".msg-body").textContent = content;
-    state.pending = makeBubble("assistant");
-    showHint("");
+    // Rendered as the server renders it after a reload.
+    mine.querySelector(".msg-body").innerHTML = Markdown.html(content);
+    const reply = makeBubble("assistant");
+    state.outgoing = {
+      content: content,
+      frame: frame,
+      user: mine,
+      reply: reply,
+      acked: false,
+      transmitted: false,
+      draftKey: drafts.key(),
+    };
+    state.stopRequested = false;
     setBusy(true);
     scrollDown(true);
-    transmit(frame);
+    transmitOutgoing();
+    return true;
   }
 
+  // Send the message being sent (again, after a reconnect: the same client_id makes a
+  // second copy the same message, and the server answers as for the first).
+  function transmitOutgoing() {
+    const outgoing = state.outgoing;
+    if (!outgoing || outgoing.acked) return;
+    if (transmit(outgoing.frame)) {
+      outgoing.transmitted = true;
+      outgoing.user.classList.remove("pending");
+      const note = outgoing.user.querySelector(".msg-pending");
+      if (note) note.remove();
+      return;
+    }
+    outgoing.user.classList.add("pending");
+    if (!outgoing.user.querySelector(".msg-pending")) {
+      const note = document.createElement("p");
+      note.className = "msg-pending";
+      note.textContent = "Not sent yet: waiting for the connection.";
+      outgoing.user.querySelector(".msg-main").appendChild(note);
+    }
+    if (!state.online && !state.droppedAt) state.droppedAt = Date.now();
+    showNotice("offline");
+  }
+
+  // ---------- Drafts: per conversation, in localStorage, until the message is sent ----
+
+  const drafts = {
+    key: function () {
+      if (!state.ephemeral && state.session) return DRAFT_PREFIX + state.session;
+      return DRAFT_PREFIX + "new:" + (state.model || "") + ":" + (state.run || "");
+    },
+    read: function (key) {
+      try {
+        const raw = window.localStorage.getItem(key);
+        if (!raw) return null;
+        const value = JSON.parse(raw);
+        return value && typeof value.text === "string" ? value : null;
+      } catch (err) {
+        return null;
+      }
+    },
+    save: function () {
+      if (!input) return;
+      const key = drafts.key();
+      try {
+        if (input.value.trim()) {
+          window.localStorage.setItem(key, JSON.stringify({ text: input.value, at: Date.now() }));
+        } else {
+          window.localStorage.removeItem(key);
+        }
+      } catch (err) {
+        // Storage full or forbidden: the composer still holds the text.
+      }
+    },
+    forget: function (key) {
+      try {
+        window.localStorage.removeItem(key);
+      } catch (err) {
+        // Nothing to do.
+      }
+    },
+    // Drop drafts older than DRAFT_DAYS, and the oldest beyond DRAFTS_KEPT.
+    prune: function () {
+      try {
+        const found = [];
+        for (let i = 0; i < window.localStorage.length; i++) {
+          const key = window.localStorage.key(i);
+          if (key && key.startsWith(DRAFT_PREFIX)) found.push([key, (drafts.read(key) || { at: 0 }).at]);
+        }
+        const cutoff = Date.now() - DRAFT_DAYS * 86400000;
+        found.sort(function (a, b) {
+          return b[1] - a[1];
+        });
+        found.forEach(function (entry, index) {
+          if (entry[1] < cutoff || index >= DRAFTS_KEPT) window.localStorage.removeItem(entry[0]);
+        });
+      } catch (err) {
+        // Nothing to do.
+      }
+    },
+  };
+
+  let draftTimer = 0;
+
   if (form && input) {
+    drafts.prune();
+    const kept = drafts.read(drafts.key());
+    if (kept && !input.value) input.value = kept.text;
+
     form.addEventListener("submit", function (event) {
       event.preventDefault();
-      if (!canSend()) return;
+      if (!canSend()) {
+        if (input.value.trim() && lengthProblem(input.value)) showProblem(lengthProblem(input.value));
+        return;
+      }
       const content = input.value;
-      input.value = "";
-      send(content);
+      if (send(content)) {
+        input.value = "";
+        window.clearTimeout(draftTimer);
+      }
       refreshComposer();
     });
 
     input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
-        if (canSend()) form.requestSubmit();
+        if (canSend() || lengthProblem(input.value)) form.requestSubmit();
       }
     });
 
-    input.addEventListener("input", refreshComposer);
+    input.addEventListener("input", function () {
+      if (problem && problem.textContent && !lengthProblem(input.value)) showProblem("");
+      refreshComposer();
+      window.clearTimeout(draftTimer);
+      draftTimer = window.setTimeout(drafts.save, 250);
+    });
+
+    window.addEventListener("pagehide", function () {
+      window.clearTimeout(draftTimer);
+      if (!state.outgoing || state.outgoing.acked) drafts.save();
+    });
 
     stopButton.addEventListener("click", function () {
-      if (!state.session || state.ephemeral) return;
+      const outgoing = state.outgoing;
+      if (outgoing && !outgoing.acked && !outgoing.transmitted) {
+        // Held while offline and never sent: not sending it gives the text back.
+        refused(outgoing, { error: "Not sent. Your message is back in the composer." });
+        return;
+      }
       state.stopRequested = true;
-      transmit({ type: "stop", session: state.session });
+      if (outgoing && !outgoing.acked) return; // sent once the message is accepted
+      if (state.session && !state.ephemeral) transmit({ type: "stop", session: state.session });
     });
   }
 
@@ -449,7 +914,22 @@
     fromBottom = null;
   });
 
+  // A reply already streaming when the page loaded: its text so far, rendered, until
+  // the subscribe catches it up.
+  list.querySelectorAll('.msg-assistant[data-status="streaming"]').forEach(function (bubble) {
+    replyOf(bubble).view.flush();
+    state.busy = true;
+  });
+
+  window.ParlorChat = {
+    stop: function () {
+      if (!stopButton.hidden) stopButton.click();
+    },
+    focusComposer: focusComposer,
+  };
+
   refreshComposer();
+  refreshJump();
   if (input && !state.readOnly && window.matchMedia("(min-width: 769px)").matches) input.focus();
   connect();
 })();

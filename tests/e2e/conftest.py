@@ -107,63 +107,126 @@ def e2e_llm():
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def live_url(django_db_setup, django_db_blocker, e2e_llm):
-    """Start daphne on a free port against the shared database; return its base URL."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="parlor-e2e-"))
+class LiveServer:
+    """A server process on a port of its own, which a test may stop (SIGTERM, SIGKILL)
+    and start again on the same port and database, as a deploy or a crash does."""
+
+    def __init__(self, env: dict, log: Path, kind: str = "daphne"):
+        self.env = env
+        self.log = log
+        self.kind = kind
+        self.port = 0
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "LiveServer":
+        # The socket is bound here and handed over (--fd), so the port is known before
+        # the server runs; bound again with SO_REUSEADDR after a restart.
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(128)
+        self.port = listener.getsockname()[1]
+        if self.kind == "uvicorn":
+            argv = ["-m", "uvicorn", "--fd", str(listener.fileno())]
+        else:
+            argv = ["-m", "daphne", "--fd", str(listener.fileno())]
+        with open(self.log, "a") as log_file:
+            self.process = subprocess.Popen(
+                [sys.executable, *argv, "config.asgi:application"],
+                cwd=ROOT,
+                env=self.env,
+                pass_fds=[listener.fileno()],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        listener.close()
+        _wait_for_http(f"{self.url}/accounts/login/", self.process, self.log)
+        return self
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        return self.process.wait(timeout)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+
+def _server_env(workdir: Path, llm_base_url: str, **extra) -> dict:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.e2e.server_settings",
         "DATABASE_URL": _database_url(workdir),
-        "LLM_BASE_URL": e2e_llm.base_url,
+        "LLM_BASE_URL": llm_base_url,
         "LLM_TIMEOUT": "10",
         "PYTHONUNBUFFERED": "1",
     }
     env.pop("REDIS_URL", None)
-    log = ARTIFACTS / "e2e-server.log"
+    env.update({key: str(value) for key, value in extra.items()})
+    return env
+
+
+@pytest.fixture(scope="session")
+def e2e_workdir(django_db_setup, django_db_blocker, e2e_llm):
+    """A folder for the servers' files and, on SQLite, their migrated database."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="parlor-e2e-"))
     if connection.vendor != "postgresql":
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
             cwd=ROOT,
-            env=env,
+            env=_server_env(workdir, e2e_llm.base_url),
             check=True,
             timeout=120,
         )
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
-    with open(log, "w") as log_file:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "--fd",
-                str(listener.fileno()),
-                "config.asgi:application",
-            ],
-            cwd=ROOT,
-            env=env,
-            pass_fds=[listener.fileno()],
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
-    listener.close()
-    base = f"http://127.0.0.1:{port}"
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live_url(e2e_workdir, e2e_llm):
+    """Start daphne on a free port against the shared database; return its base URL."""
+    log = ARTIFACTS / "e2e-server.log"
+    log.write_text("")
+    server = LiveServer(_server_env(e2e_workdir, e2e_llm.base_url), log)
     try:
-        _wait_for_http(f"{base}/accounts/login/", process, log)
-        yield base
+        yield server.start().url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.stop()
+
+
+@pytest.fixture
+def restartable_server(e2e_workdir, e2e_llm):
+    """Return a factory of servers of the test's own (same database), to stop and restart.
+
+    Production's sweep of replies whose writer died runs in them (every second), and
+    ``SHUTDOWN_GRACE`` and the kind of server are the test's to choose.
+    """
+    started: list[LiveServer] = []
+
+    def start(kind: str = "daphne", **extra) -> LiveServer:
+        env = _server_env(e2e_workdir, e2e_llm.base_url, PARLOR_RECOVERY_INTERVAL=1, **extra)
+        log = ARTIFACTS / f"e2e-restartable-{kind}-{len(started)}.log"
+        log.write_text("")
+        server = LiveServer(env, log, kind=kind)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -239,9 +302,12 @@ def open_page(browser, live_url):
     contexts = []
     problems: list[str] = []
 
-    def make(*, width=1280, height=800, context=None) -> Page:
+    def make(*, width=1280, height=800, context=None, base=None, color_scheme=None) -> Page:
         if context is None:
-            context = browser.new_context(viewport={"width": width, "height": height})
+            context = browser.new_context(
+                viewport={"width": width, "height": height},
+                color_scheme=color_scheme or "light",
+            )
             contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(10_000)
@@ -251,7 +317,7 @@ def open_page(browser, live_url):
             lambda msg: problems.append(msg.text) if msg.type == "error" else None,
         )
         page.on("pageerror", lambda exc: problems.append(str(exc)))
-        return Page(page, live_url, problems)
+        return Page(page, base or live_url, problems)
 
     yield make
     for context in contexts:

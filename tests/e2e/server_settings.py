@@ -5,6 +5,8 @@ collected) and the database named by DATABASE_URL, which the fixture points at t
 database.
 """
 
+import os
+
 from config.settings.test import *  # noqa: F403
 
 WHITENOISE_USE_FINDERS = True
@@ -15,3 +17,8 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
 }
+# Every test signs up a new person from 127.0.0.1: more than the hourly sign-up limit.
+SIGNUP_ATTEMPTS = "10000/h"
+# The sweep of replies whose writer died, as production runs it, for the servers a test
+# kills (tests/e2e/conftest.py: restartable_server); the others run without it.
+RECOVERY_INTERVAL = float(os.environ.get("PARLOR_RECOVERY_INTERVAL", "0"))
