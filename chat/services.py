@@ -191,6 +191,11 @@ def _create_session(*, user, model, run, session_id=None, title="") -> ChatSessi
     )
     # The model and run were read to resolve the context: no query to read them again.
     session.user, session.model, session.run = user, model, run
+    transaction.on_commit(
+        lambda: logger.info(
+            "conversation %s created: user %s, %s context", session.pk, user.pk, session.context
+        )
+    )
     return session
 
 
@@ -256,8 +261,11 @@ def conversation_resume(*, user, session_id) -> ChatSession:
         )
         if session is None:
             raise ConversationNotFound()
-        if not session.is_active or session.archived:
+        switched = not session.is_active or session.archived
+        if switched:
             _activate(session)
+    if switched:
+        logger.info("conversation %s resumed: user %s", session_id, user.pk)
     return selectors.session_get(user=user, session_id=session_id)
 
 
@@ -298,10 +306,11 @@ def _announce_deleted_on_commit(session_ids: list) -> None:
 def conversation_delete(*, user, session_id) -> None:
     """Delete a conversation and its messages, stopping a reply in flight."""
     session = selectors.session_get(user=user, session_id=session_id)
-    pk = session.pk
+    pk, count = session.pk, session.message_count
     with transaction.atomic():
         session.delete()
         _announce_deleted_on_commit([pk])
+    logger.info("conversation %s deleted: user %s, %d messages", pk, user.pk, count)
 
 
 def conversation_delete_all(*, user) -> int:
@@ -310,6 +319,7 @@ def conversation_delete_all(*, user) -> int:
         ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
         ChatSession.objects.filter(pk__in=ids).delete()
         _announce_deleted_on_commit(ids)
+    logger.info("conversations deleted: user %s, all %d", user.pk, len(ids))
     return len(ids)
 
 

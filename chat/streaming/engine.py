@@ -167,6 +167,13 @@ class Engine:
             self.spawn(self.summarize(session, force=True))
         if self.relay is not None:
             self.spawn(self.relay.reply_started(generation))
+        logger.info(
+            "reply %s started in conversation %s: user %s, %d context messages",
+            generation.message_id,
+            session,
+            generation.user_id,
+            len(context.messages),
+        )
         if self.ticker is None or self.ticker.done():
             self.ticker = self.spawn(self._tick())
         return generation

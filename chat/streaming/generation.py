@@ -37,6 +37,7 @@ class Generation:
     def __init__(self, engine, reply: services.Reply, context):
         self.engine = engine
         self.loop = engine.loop
+        self.user_id = reply.session.user_id
         self.session = str(reply.session.pk)
         self.message_id = reply.assistant_message.pk
         self.user_message_id = reply.user_message.pk
@@ -56,6 +57,7 @@ class Generation:
         self.usage = llm.Usage()
         self.frames = 0
         self.final: events.Event | None = None  # the done or error that ended it
+        self.ttft: float | None = None
 
     def __repr__(self):
         return f"<Generation {self.session} message={self.message_id}>"
@@ -94,7 +96,8 @@ class Generation:
         self.frames += 1
         offset = self.sent.length
         if offset == 0:
-            metrics.TTFT.observe(self.loop.time() - self.launched_at)
+            self.ttft = self.loop.time() - self.launched_at
+            metrics.TTFT.observe(self.ttft)
         self.sent.put(chunk, offset)
         self.engine.publish(self, events.token(self.session, self.message_id, chunk, offset))
 
@@ -149,9 +152,21 @@ class Generation:
             await self._finish(status, error, code)
         finally:
             self.engine.ended(self)
+            duration = self.loop.time() - self.launched_at
             metrics.REPLIES.labels(status).inc()
-            metrics.REPLY_SECONDS.observe(self.loop.time() - self.launched_at)
+            metrics.REPLY_SECONDS.observe(duration)
             metrics.TOKENS.inc(self.usage.completion_tokens)
+            logger.info(
+                "reply %s ended %s: %d prompt + %d completion tokens, %d characters, "
+                "first token after %s, %.0f ms",
+                self.message_id,
+                f"{status} ({code})" if status == Message.Status.ERROR else status,
+                self.usage.prompt_tokens,
+                self.usage.completion_tokens,
+                self.sent.length,
+                f"{self.ttft * 1000:.0f} ms" if self.ttft is not None else "none",
+                duration * 1000,
+            )
 
     async def _generate(self) -> None:
         context = self.context
