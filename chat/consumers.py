@@ -12,6 +12,8 @@ import uuid
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from config.logs import bind_request_id, scope_request_id
+
 from . import metrics, streaming
 from .exceptions import DomainError
 from .streaming import events
@@ -42,9 +44,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
     channel_layer_alias = None
 
     async def connect(self):
+        bind_request_id(scope_request_id(self.scope))
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
             await self.close(code=4401)
+            return
+        if streaming.draining():
+            await self.close(code=1013)  # "try again later": another worker takes it
             return
         self.user = user
         self.sessions: set[str] = set()

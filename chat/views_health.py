@@ -36,7 +36,10 @@ async def _channel_layer_answers() -> bool:
         return False
     try:
         async with asyncio.timeout(PROBE_TIMEOUT):
-            channel = await layer.new_channel("parlor.readyz.")
+            # The relay's prefix: channels-redis lets one receive at a time run per real
+            # channel (prefix and process); another prefix would wait behind the relay's
+            # listener for ever, while this one is served by it.
+            channel = await layer.new_channel("parlor.process.")
             await layer.send(channel, {"type": "health.ping"})
             return (await layer.receive(channel))["type"] == "health.ping"
     except Exception:

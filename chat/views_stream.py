@@ -21,6 +21,7 @@ from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.tokens import bearer_token, token_user
+from config.logs import REQUEST_ID_HEADER, bind_request_id
 
 from . import selectors, streaming
 from .exceptions import DomainError
@@ -201,6 +202,12 @@ _END = events.Event("end", "", None, {}, b"")
 @csrf_exempt  # checked in _begin_with_session for session auth; bearer tokens need none
 async def stream_view(request):
     """Store the message and stream the reply as text/event-stream."""
+    bind_request_id(request.headers.get(REQUEST_ID_HEADER))  # no middleware does it here
+    if streaming.draining():
+        # Shutting down: nginx gives a 503 to another worker (proxy_next_upstream).
+        error = DomainError("This server is restarting; please try again.")
+        error.status, error.code = 503, "draining"
+        return _error(error)
     if not hasattr(request, "scope"):
         # Under WSGI each request gets a loop of its own that ends with the view: a reply
         # streamed from it would never end. (The REST API's messages endpoint works.)

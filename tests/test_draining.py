@@ -35,3 +35,28 @@ def test_the_sync_path_refuses_too(client, draining):
 
 async def test_nothing_is_refused_when_not_draining():
     assert (await AsyncClient().get("/accounts/login/")).status_code == 200
+
+
+async def test_streams_are_refused_before_anything_is_stored_while_draining(draining):
+    """The SSE endpoint and a new socket, which no middleware guards: refused too."""
+    from channels.db import database_sync_to_async
+    from channels.testing import WebsocketCommunicator
+
+    from accounts.tokens import token_issue
+    from chat.models import Message
+    from config.asgi import application
+    from tests.factories import UserFactory
+
+    user = await database_sync_to_async(UserFactory)()
+    raw, _ = await database_sync_to_async(token_issue)(user=user)
+    response = await AsyncClient().post(
+        "/api/chat/stream",
+        data=b'{"message": "Hi"}',
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert (response.status_code, response.json()["error"]["code"]) == (503, "draining")
+    assert await database_sync_to_async(Message.objects.count)() == 0
+    socket = WebsocketCommunicator(application, f"/ws/chat/?token={raw}")
+    connected, code = await socket.connect()
+    assert not connected and code == 1013

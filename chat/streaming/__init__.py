@@ -18,6 +18,7 @@ from django.db import transaction
 from chat import prompting, ratelimit, selectors, services, signals
 from chat.models import Message
 from chat.rendering import render_markdown
+from config.logs import current_request_id
 
 from . import db, events
 from .engine import Engine
@@ -128,8 +129,11 @@ def send_sync(*, user, **fields) -> services.Reply:
     prepared = prepare(user=user, writing=engine.writing(), **fields)
     if prepared.startable:
         reply, context = prepared.reply, prepared.context
+        request_id = current_request_id()  # the callback runs in the loop's context
         transaction.on_commit(
-            lambda: engine.loop.call_soon_threadsafe(engine.launch, reply, context)
+            lambda: engine.loop.call_soon_threadsafe(
+                lambda: engine.launch(reply, context, request_id=request_id)
+            )
         )
     return prepared.reply
 

@@ -7,7 +7,6 @@ engine's loop; other threads call in with ``loop.call_soon_threadsafe``.
 """
 
 import asyncio
-import contextvars
 import logging
 import threading
 import weakref
@@ -17,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 
 from chat import metrics, prompting, selectors, services
+from config.logs import context_with_request_id, current_request_id
 
 from . import db, events, jobs
 from .feeds import Feed, Watcher
@@ -98,11 +98,14 @@ class Engine:
 
     # Tasks ---------------------------------------------------------------------------
 
-    def spawn(self, coro) -> asyncio.Task:
-        """Run ``coro`` as a task of this engine that outlives whoever started it."""
-        # A fresh context: the task must not inherit a request's thread-sensitive
-        # executor, which is shut down when that request or socket ends.
-        task = self.loop.create_task(coro, context=contextvars.Context())
+    def spawn(self, coro, *, request_id: str | None = None) -> asyncio.Task:
+        """Run ``coro`` as a task of this engine that outlives whoever started it.
+
+        It runs in a fresh context (it must not inherit a request's thread-sensitive
+        executor, shut down when that request or socket ends) holding only the request
+        id its logs carry.
+        """
+        task = self.loop.create_task(coro, context=context_with_request_id(request_id))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
@@ -142,8 +145,18 @@ class Engine:
         """Return the ids of the replies this engine is writing (callable from any thread)."""
         return frozenset(g.message_id for g in list(self.generations.values()))
 
-    def launch(self, reply: services.Reply, context, watcher: Watcher | None = None):
-        """Start writing ``reply`` (stored by ``reply_start``); return its Generation."""
+    def launch(
+        self,
+        reply: services.Reply,
+        context,
+        watcher: Watcher | None = None,
+        request_id: str | None = None,
+    ):
+        """Start writing ``reply`` (stored by ``reply_start``); return its Generation.
+
+        ``request_id`` (by default the caller's) follows the reply into its tasks' logs.
+        """
+        request_id = request_id or current_request_id()
         session = str(reply.session.pk)
         current = self.generations.get(session)
         if current is not None and not current.finishing:
@@ -159,12 +172,15 @@ class Engine:
         feed.reply = generation.sent
         self.generations[session] = generation
         metrics.STREAMS_ACTIVE.inc()
-        generation.task = self.spawn(generation.run())
+        generation.task = self.spawn(generation.run(), request_id=request_id)
         if reply.first_message:
-            self.spawn(jobs.title(self, session=session, content=reply.user_message.content))
+            self.spawn(
+                jobs.title(self, session=session, content=reply.user_message.content),
+                request_id=request_id,
+            )
         if context.truncated:
             # The budget left messages out: a summary brings them back in a short form.
-            self.spawn(self.summarize(session, force=True))
+            self.spawn(self.summarize(session, force=True), request_id=request_id)
         if self.relay is not None:
             self.spawn(self.relay.reply_started(generation))
         logger.info(
