@@ -5,6 +5,7 @@ access its caller has already checked, and the operators' reads across every use
 (chat/reports.py has the health and usage figures).
 """
 
+import re
 import uuid
 from datetime import datetime
 
@@ -238,6 +239,27 @@ def _snippet_around(text: str, query: str) -> str:
     return ("…" if start else "") + marked + ("…" if end < len(text) else "")
 
 
+# Web-search syntax (a quoted phrase, "or", a leading "-"): the query is read as such.
+_WEBSEARCH_SYNTAX = re.compile(r'"|\bor\b|(^|\s)-', re.IGNORECASE)
+_WORD = re.compile(r"\w+")
+
+
+def _search_query(query: str):
+    """Return the PostgreSQL query for ``query``: its last word matches as a prefix.
+
+    People search as they type: "xyloph" finds "xylophone". A query written in web-search
+    syntax (phrases, "or", exclusions) keeps that syntax and whole words. Either way it is
+    a tsquery over the GIN index.
+    """
+    from django.contrib.postgres.search import SearchQuery
+
+    words = _WORD.findall(query)
+    if not words or _WEBSEARCH_SYNTAX.search(query):
+        return SearchQuery(query, config="english", search_type="websearch")
+    terms = [f"'{word}'" for word in words[:-1]] + [f"'{words[-1]}':*"]
+    return SearchQuery(" & ".join(terms), config="english", search_type="raw")
+
+
 def session_search(
     *,
     user,
@@ -271,12 +293,11 @@ def session_search(
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import (
             SearchHeadline,
-            SearchQuery,
             SearchRank,
             SearchVector,
         )
 
-        search = SearchQuery(query, config="english", search_type="websearch")
+        search = _search_query(query)
         matching = Message.objects.annotate(
             document=SearchVector("content", config="english")
         ).filter(document=search, role__in=roles)

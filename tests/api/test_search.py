@@ -90,3 +90,16 @@ def test_postgres_search_uses_the_full_text_indexes(user):
     assert "message_content_fts" in plan
     rows, _ = selectors.session_search(user=user, query="x")
     assert rows == [] or all(hasattr(row, "snippet") for row in rows)
+
+
+@pytest.mark.parametrize("query", ["xyloph", "XYLO", "tuned xyloph"])
+def test_the_last_word_of_a_search_matches_as_a_prefix(api, user, query):
+    """People search as they type (both databases)."""
+    session = ChatSessionFactory(user=user, title="Music")
+    MessageFactory(session=session, content="A finely tuned xylophone for the band.")
+    ChatSessionFactory(user=user, title="Other")
+    body = search(api, query)
+    assert [item["id"] for item in body["results"]] == [str(session.pk)]
+    marked = body["results"][0]["snippet"].split("**")[1::2]
+    assert any("xylo" in part.lower() for part in marked)
+
