@@ -1,11 +1,13 @@
 """Streams across processes, over a shared channel layer (Redis), only where someone listens.
 
-Each process has one channel. While a process has watchers of a conversation, its channel
-is in that conversation's group; while it writes a reply, also in the conversation's
-engine group. Per reply, the writer sends the group ``started`` and, at the end, the final
-event; a process with watchers answers ``started`` with ``watch``, and from then on the
-writer sends it the reply so far and every frame, directly to its channel. A reply nobody
-elsewhere watches costs four channel-layer calls, whatever its length.
+Each process has one channel, in the group of all processes (``ENGINES``). While a
+process has watchers of a conversation, its channel is also in that conversation's group.
+Per reply, the writer sends the conversation's group ``started`` and, at the end, the
+final event; a process with watchers answers ``started`` with ``watch``, and from then on
+the writer sends it the reply so far and every frame, directly to its channel. A reply
+nobody elsewhere watches costs two channel-layer calls, whatever its length. The rare
+requests whose writer is unknown (a late ``watch``, a ``stop``, a deletion) go to every
+process; the writer answers, the others ignore them.
 
 Messages (``type``): ``parlor.started`` {session, message, owner}; ``parlor.watch``
 {session, channel}; ``parlor.none`` {session} (no live reply here); ``parlor.event``
@@ -35,9 +37,10 @@ def session_group(session) -> str:
     return f"parlor.session.{_key(session)}"
 
 
-def engine_group(session) -> str:
-    """Return the group of the process writing a conversation's reply."""
-    return f"parlor.engine.{_key(session)}"
+# Every process's channel: requests for the writer of a reply, whichever process it is.
+ENGINES = "parlor.engines"
+# channels-redis forgets group members after a day: rejoin well within it.
+REJOIN_INTERVAL = 3600.0
 
 
 class Relay:
@@ -62,9 +65,11 @@ class Relay:
         async with self._started:
             if self.channel is None:
                 channel = await self.layer.new_channel("parlor.process.")
+                await self.layer.group_add(ENGINES, channel)
                 self.tasks = [
                     self.engine.spawn(self._listen(channel)),
                     self.engine.spawn(self._send_loop()),
+                    self.engine.spawn(self._rejoin(channel)),
                 ]
                 self.channel = channel
         return self.channel
@@ -77,6 +82,13 @@ class Relay:
             self.outbox.put_nowait((call, args))
         except asyncio.QueueFull:
             logger.warning("relay queue full; dropping a %s", call)
+
+    async def _rejoin(self, channel: str) -> None:
+        while True:
+            await asyncio.sleep(REJOIN_INTERVAL)
+            self.post("group_add", ENGINES, channel)
+            for session in list(self.joined):
+                self.post("group_add", session_group(session), channel)
 
     async def _send_loop(self) -> None:
         while True:
@@ -103,7 +115,6 @@ class Relay:
     async def reply_started(self, generation) -> None:
         channel = await self.start()
         session = generation.session
-        await self.layer.group_add(engine_group(session), channel)
         self.post(
             "group_send",
             session_group(session),
@@ -130,7 +141,6 @@ class Relay:
             return
         if final is not None:
             self.post("group_send", session_group(session), self._event(final))
-        self.post("group_discard", engine_group(session), self.channel)
 
     def broadcast(self, event: events.Event) -> None:
         """Send an event (a title, an interruption) to every process watching its session."""
@@ -146,9 +156,7 @@ class Relay:
     async def stop(self, session: str, reason: str) -> None:
         await self.start()
         self.post(
-            "group_send",
-            engine_group(session),
-            {"type": "parlor.stop", "session": session, "reason": reason},
+            "group_send", ENGINES, {"type": "parlor.stop", "session": session, "reason": reason}
         )
 
     async def deleted(self, session: str) -> None:
@@ -170,9 +178,7 @@ class Relay:
         answered = self.answers.setdefault(session, asyncio.Event())
         answered.clear()
         self.post(
-            "group_send",
-            engine_group(session),
-            {"type": "parlor.watch", "session": session, "channel": channel},
+            "group_send", ENGINES, {"type": "parlor.watch", "session": session, "channel": channel}
         )
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(WATCH_TIMEOUT):
@@ -242,7 +248,9 @@ class Relay:
             requester = message.get("channel")
             if not isinstance(requester, str) or requester == self.channel:
                 return
-            if generation is None or generation.finishing:
+            if generation is None:
+                return  # written elsewhere, or by no one: the requester times out
+            if generation.finishing:
                 self.post("send", requester, {"type": "parlor.none", "session": session})
                 return
             # The reply so far, then (registered after it) every later frame: all on this
