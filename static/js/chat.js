@@ -91,9 +91,17 @@
     return scroller.scrollHeight - scroller.scrollTop - scroller.clientHeight < 80;
   }
 
+  // Where the page last scrolled to by itself: above it, the person scrolled up (maybe
+  // before the scroll event has told us), and the page stops following the reply.
+  let autoTop = null;
+
   function scrollDown(force) {
     if (force) state.stick = true;
-    if (state.stick) scroller.scrollTop = scroller.scrollHeight;
+    else if (autoTop !== null && scroller.scrollTop < autoTop - 4) state.stick = false;
+    if (state.stick) {
+      scroller.scrollTop = scroller.scrollHeight;
+      autoTop = scroller.scrollTop;
+    }
     refreshJump();
   }
 
@@ -105,6 +113,7 @@
     "scroll",
     function () {
       state.stick = nearBottom();
+      autoTop = state.stick ? scroller.scrollTop : null;
       refreshJump();
     },
     { passive: true }
