@@ -7,8 +7,12 @@ A model's owner and a run's model are fixed once they exist, here as in the API 
 pages: the conversations about them belong to that owner, and moving a model or a run to
 someone else would show its configuration and trades in another user's conversations
 (invariant 6).
+
+The change pages keep the rules of models_app.services too (``model_problems``,
+``run_problems``, ``trade_problems``): staff cannot store what a form or the API refuses.
 """
 
+from django import forms
 from django.contrib import admin
 from django.db.models import Count
 
@@ -16,8 +20,63 @@ from . import services
 from .models import Model, Run, Trade
 
 
+class RulesForm(forms.ModelForm):
+    """A change form that adds the service's problems of its values to its errors."""
+
+    rule_fields: tuple[str, ...] = ()
+
+    def problems(self, values: dict) -> dict[str, list[str]]:
+        raise NotImplementedError
+
+    def clean(self):
+        cleaned = super().clean()
+        # The instance's values for what the form does not show, the form's for the rest;
+        # a field that failed its own checks is left out, as the service leaves it out.
+        values = {name: getattr(self.instance, name) for name in self.rule_fields}
+        values = {name: value for name, value in values.items() if name not in self.fields}
+        values |= {name: cleaned[name] for name in self.rule_fields if name in cleaned}
+        for field, messages in self.problems(values).items():
+            self.add_error(field if field in self.fields else None, messages)
+        return cleaned
+
+
+class ModelAdminForm(RulesForm):
+    rule_fields = services.MODEL_FIELDS
+
+    def problems(self, values):
+        return services.model_problems(values)
+
+
+class RunAdminForm(RulesForm):
+    """A run on its own page: its trades are checked against its new times by TradeInline."""
+
+    rule_fields = services.RUN_FIELDS
+
+    def problems(self, values):
+        return services.run_problems(values)
+
+
+class RunInlineForm(RulesForm):
+    """A run on its model's page, where its trades are not edited: they bound its times."""
+
+    rule_fields = services.RUN_FIELDS
+
+    def problems(self, values):
+        return services.run_problems(values, trades_span=services.trades_span(self.instance))
+
+
+class TradeAdminForm(RulesForm):
+    rule_fields = services.TRADE_FIELDS
+
+    def problems(self, values):
+        run = self.cleaned_data.get("run") or getattr(self.instance, "run", None)
+        times = {"started_at": run.started_at, "ended_at": run.ended_at} if run else {}
+        return services.trade_problems(values, run=times)
+
+
 class RunInline(admin.TabularInline):
     model = Run
+    form = RunInlineForm
     fields = ("status", "started_at", "ended_at", "starting_capital", "ending_equity")
     extra = 0
     show_change_link = True
@@ -27,6 +86,7 @@ class RunInline(admin.TabularInline):
 
 class TradeInline(admin.TabularInline):
     model = Trade
+    form = TradeAdminForm
     fields = ("executed_at", "symbol", "side", "quantity", "price", "realized_pnl")
     ordering = ("executed_at", "id")
     extra = 0
@@ -34,6 +94,7 @@ class TradeInline(admin.TabularInline):
 
 @admin.register(Model)
 class ModelAdmin(admin.ModelAdmin):
+    form = ModelAdminForm
     list_display = (
         "name",
         "owner",
@@ -63,6 +124,7 @@ class ModelAdmin(admin.ModelAdmin):
 
 @admin.register(Run)
 class RunAdmin(admin.ModelAdmin):
+    form = RunAdminForm
     list_display = (
         "__str__",
         "model",
@@ -99,6 +161,7 @@ class RunAdmin(admin.ModelAdmin):
 
 @admin.register(Trade)
 class TradeAdmin(admin.ModelAdmin):
+    form = TradeAdminForm
     list_display = (
         "id",
         "run",

@@ -6,7 +6,7 @@ conversations, inactive and read-only (invariant 5).
 
 from django.db import models as db_models
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -28,15 +28,29 @@ class StrictModelSerializer(StrictFieldsMixin, serializers.ModelSerializer):
     }
 
 
+# The serializers check shapes and types; the rules of the values (models_app.services)
+# are checked by the service they call, with the same messages as on the pages. What the
+# schema says of those rules is documentation only.
+
+
+@extend_schema_field({"type": "string", "enum": list(services.ORDER_TYPES)})
+class OrderTypeField(StrictCharField):
+    """An order type; services.model_problems refuses one not in the fixed list."""
+
+
 class ModelSerializer(StrictModelSerializer):
     allowed_order_types = serializers.ListField(
-        child=StrictCharField(max_length=40), required=False, max_length=20
+        child=OrderTypeField(max_length=40),
+        required=False,
+        max_length=20,
+        help_text="Each at most once.",
     )
 
     class Meta:
         model = Model
         fields = ["id", *services.MODEL_FIELDS, "created_at", "updated_at"]
         read_only_fields = ["id", "created_at", "updated_at"]
+        extra_kwargs = {"buying_power": {"help_text": "Not negative."}}
 
 
 class TradeSerializer(StrictModelSerializer):
@@ -44,6 +58,11 @@ class TradeSerializer(StrictModelSerializer):
         model = Trade
         fields = ["id", *services.TRADE_FIELDS]
         read_only_fields = ["id"]
+        extra_kwargs = {
+            "quantity": {"help_text": "More than zero."},
+            "price": {"help_text": "More than zero."},
+            "executed_at": {"help_text": "Within the run's started_at and ended_at, when set."},
+        }
 
 
 class RunSerializer(StrictModelSerializer):
@@ -54,6 +73,16 @@ class RunSerializer(StrictModelSerializer):
         model = Run
         fields = ["id", "model", *services.RUN_FIELDS, "pnl", "created_at", "trades"]
         read_only_fields = ["id", "model", "pnl", "created_at"]
+        extra_kwargs = {
+            "starting_capital": {"help_text": "Not negative."},
+            "ended_at": {
+                "help_text": (
+                    "Not before started_at (which it needs), nor before the run's last trade; "
+                    "empty while the run is pending or running."
+                )
+            },
+            "started_at": {"help_text": "Not after the run's first trade."},
+        }
 
 
 class RunUpdateSerializer(RunSerializer):

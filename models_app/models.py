@@ -23,6 +23,15 @@ class Model(models.Model):
         SWING = "swing", "Swing trading"
         POSITION = "position", "Position trading"
 
+    class OrderType(models.TextChoices):
+        """The order types a model may be allowed (``allowed_order_types``): a fixed list."""
+
+        MARKET = "market", "Market"
+        LIMIT = "limit", "Limit"
+        STOP = "stop", "Stop"
+        STOP_LIMIT = "stop_limit", "Stop limit"
+        TRAILING_STOP = "trailing_stop", "Trailing stop"
+
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="trading_models"
     )

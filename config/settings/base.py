@@ -230,6 +230,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "MessageStatusEnum": "chat.models.Message.Status",
         "RunStatusEnum": "models_app.models.Run.Status",
+        "OrderTypeEnum": "models_app.services.ORDER_TYPES",
     },
 }
 
