@@ -21,6 +21,7 @@ urlpatterns = [
     path("m/<int:model_id>/new", views.model_new, name="model_new"),
     path("m/<int:model_id>/c/<uuid:session_id>", views.session_open, name="model_session"),
     path("m/<int:model_id>/runs/<int:run_id>/chat", views.run_chat, name="run_chat"),
+    path("m/<int:model_id>/runs/<int:run_id>/new", views.run_new, name="run_new"),
     path("sidebar", views.sidebar, name="sidebar"),
     path("sidebar/more", views.sidebar_more, name="sidebar_more"),
     path("search", views.search, name="search"),

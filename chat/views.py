@@ -197,6 +197,19 @@ def run_chat(request, model_id, run_id):
 @login_required
 @require_GET
 @domain_errors
+def run_new(request, model_id, run_id):
+    """Show an empty, ephemeral conversation about a run, as ``model_new`` does for a model.
+
+    Unlike ``run_chat`` it never opens the run's active conversation: the first message
+    starts a new one (with the page's fresh id), which becomes the run's active one.
+    """
+    model, run = selectors.context_resolve(user=request.user, model_id=model_id, run_id=run_id)
+    return _chat_page(request, model=model, run=run)
+
+
+@login_required
+@require_GET
+@domain_errors
 def older_messages(request, session_id):
     """Return the page of messages before ``before`` (scrolling up)."""
     session = selectors.session_get(user=request.user, session_id=session_id)

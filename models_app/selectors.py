@@ -42,6 +42,44 @@ def run_list(*, model: Model) -> QuerySet[Run]:
     return model.runs.order_by("-created_at", "-id").prefetch_related("trades")
 
 
+def run_of_model(*, user, model_id, run_id) -> Run:
+    """Return one of the user's runs as a run of ``model_id``; any other pair is not found."""
+    run = run_get(user=user, run_id=run_id)
+    if run.model_id != parse_int_id(model_id, field="model"):
+        raise RunNotFound()
+    return run
+
+
+RUN_CONVERSATIONS_SHOWN = 50
+
+
+def run_conversations(*, user, run: Run, limit: int = RUN_CONVERSATIONS_SHOWN) -> tuple[list, int]:
+    """Return the user's conversations about ``run``, latest activity first, and how many
+    there are in all (archived ones included).
+
+    Read through the relation chat declares (``chat_sessions``), like
+    ``model_conversation_count``: models_app does not import chat.
+    """
+    sessions = run.chat_sessions.filter(user=user)
+    shown = list(
+        sessions.only(
+            "id",
+            "model_id",
+            "run_id",
+            "title",
+            "is_active",
+            "archived",
+            "detached_label",
+            "created_at",
+            "last_message_at",
+            "activity_at",
+            "message_count",
+        ).order_by("-activity_at", "-id")[:limit]
+    )
+    total = len(shown) if len(shown) < limit else sessions.count()
+    return shown, total
+
+
 def model_conversation_count(*, model: Model) -> int:
     """Return how many conversations are about ``model``, its runs' included.
 

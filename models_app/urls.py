@@ -10,4 +10,5 @@ urlpatterns = [
     path("<int:model_id>/", views.model_detail, name="detail"),
     path("<int:model_id>/edit/", views.model_edit, name="edit"),
     path("<int:model_id>/delete/", views.model_delete, name="delete"),
+    path("<int:model_id>/runs/<int:run_id>/", views.run_detail, name="run"),
 ]

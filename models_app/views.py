@@ -1,4 +1,5 @@
-"""Pages to list, create, edit and delete models and to see their runs and trades."""
+"""Pages to list, create, edit and delete models, and to see their runs, trades and the
+conversations about a run."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -20,6 +21,14 @@ def _model_or_404(user, model_id):
     except DomainError:
         # NotFound, or an id past bigint: the <int:> converter accepts any size.
         raise Http404("Model not found.")
+
+
+def _run_or_404(user, model_id, run_id):
+    """Return the user's run of that model; any other pair is the 404 page."""
+    try:
+        return selectors.run_of_model(user=user, model_id=model_id, run_id=run_id)
+    except DomainError:
+        raise Http404("Run not found.")
 
 
 def _save(form, save):
@@ -89,4 +98,24 @@ def model_delete(request, model_id):
         request,
         "models_app/model_confirm_delete.html",
         {"model": model, "conversation_count": selectors.model_conversation_count(model=model)},
+    )
+
+
+@login_required
+@require_GET
+def run_detail(request, model_id, run_id):
+    """A run: its facts and trades, a way to start a new conversation about it, and the
+    user's conversations about it."""
+    run = _run_or_404(request.user, model_id, run_id)
+    conversations, conversation_total = selectors.run_conversations(user=request.user, run=run)
+    return render(
+        request,
+        "models_app/run_detail.html",
+        {
+            "model": run.model,
+            "run": run,
+            "trades": run.trades.all(),
+            "conversations": conversations,
+            "conversation_total": conversation_total,
+        },
     )
