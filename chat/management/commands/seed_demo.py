@@ -4,7 +4,6 @@ Idempotent: running it again changes nothing but the demo password (reset to the
 given). Everything is written through the services, as a user would have written it.
 """
 
-import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -58,8 +57,29 @@ MODELS = [
     },
 ]
 
-SYMBOLS = {"AAPL": 190, "MSFT": 410, "NVDA": 480, "TSLA": 240, "AMD": 150}
-ROUND_TRIPS = 18  # 36 trades: each round trip is a buy and a sell
+# The demo run: the scalper's first morning, one position at a time, long only, every
+# position closed within the first two hours after the open (9:30 ET is 14:30 UTC in
+# January), no loss above the 0.5% risk rule ($125 of $25,000). Each round trip is
+# (minutes after RUN_START it opens, minutes held, symbol, quantity, entry, exit).
+STARTING_CAPITAL = Decimal("25000.00")
+ROUND_TRIPS = [
+    (0, 4, "NVDA", 20, "478.60", "482.10"),
+    (6, 3, "AAPL", 50, "189.40", "190.10"),
+    (12, 5, "TSLA", 30, "241.20", "239.10"),
+    (19, 4, "AMD", 40, "149.20", "150.35"),
+    (26, 3, "MSFT", 10, "409.50", "411.20"),
+    (32, 4, "NVDA", 20, "481.50", "480.30"),
+    (39, 5, "TSLA", 25, "238.80", "240.60"),
+    (47, 3, "AAPL", 25, "190.80", "190.20"),
+    (53, 4, "AMD", 40, "150.90", "150.40"),
+    (60, 5, "NVDA", 25, "480.20", "483.40"),
+    (68, 3, "MSFT", 20, "411.00", "410.40"),
+    (74, 4, "TSLA", 30, "240.90", "239.70"),
+    (81, 3, "AAPL", 50, "190.05", "190.95"),
+    (88, 4, "AMD", 50, "150.10", "150.80"),
+    (95, 5, "NVDA", 10, "483.00", "484.90"),
+    (103, 4, "MSFT", 20, "410.10", "411.35"),
+]
 
 # (context, title, [(user message, assistant reply), ...]); context is general, the
 # index of a model in MODELS, or "run" (the first model's run).
@@ -138,15 +158,20 @@ CONVERSATIONS = [
         [
             (
                 "Summarize this run.",
-                "36 trades over five symbols; the run ended with a realized profit.",
+                "32 trades (16 round trips) in five symbols, AAPL, AMD, MSFT, NVDA and TSLA, "
+                "between 14:30 and 16:17 UTC on 2026-01-05. The realized P&L is +$247.00: "
+                "equity went from $25,000.00 to $25,247.00.",
             ),
             (
                 "Which symbol made the most?",
-                "NVDA contributed the largest realized gain of the run.",
+                "NVDA: +$145.00 over 4 round trips, the largest realized gain of the run. "
+                "AAPL made +$65.00, AMD +$61.00 and MSFT +$30.00.",
             ),
             (
                 "Any losing symbols?",
-                "TSLA lost a little on balance; the others were positive.",
+                "TSLA lost $54.00 over 3 round trips (one winner, two losers); its worst "
+                "trade lost $63.00, within the 0.5% risk rule ($125.00 of $25,000.00). "
+                "The other four symbols were positive.",
             ),
         ],
     ),
@@ -156,7 +181,8 @@ CONVERSATIONS = [
         [
             (
                 "Are there open positions left?",
-                "No: every buy in this run was closed by a sell.",
+                "No: each of the 16 buys was closed by a sell of the same quantity, so the "
+                "run ended flat.",
             ),
         ],
     ),
@@ -164,38 +190,31 @@ CONVERSATIONS = [
 
 
 def demo_trades() -> list[dict]:
-    """Return the deterministic trades of the demo run: buys closed by sells."""
-    rng = random.Random(20260105)
+    """Return the trades of the demo run (ROUND_TRIPS): each buy closed by a sell."""
     trades = []
-    at = RUN_START
-    for _ in range(ROUND_TRIPS):
-        symbol = rng.choice(sorted(SYMBOLS))
-        quantity = Decimal(rng.choice([10, 20, 25, 50]))
-        entry = Decimal(SYMBOLS[symbol]) + Decimal(rng.randint(-300, 300)) / 100
-        # A small positive drift, so the demo run makes money overall.
-        exit_ = entry + Decimal(rng.randint(-120, 180)) / 100
+    for minute, held, symbol, quantity, entry, exit_ in ROUND_TRIPS:
+        quantity, entry, exit_ = Decimal(quantity), Decimal(entry), Decimal(exit_)
+        opened = RUN_START + timedelta(minutes=minute)
         trades.append(
             {
                 "symbol": symbol,
                 "side": "buy",
                 "quantity": quantity,
                 "price": entry,
-                "executed_at": at,
-                "realized_pnl": Decimal("0"),
+                "executed_at": opened,
+                "realized_pnl": Decimal("0.00"),
             }
         )
-        at += timedelta(minutes=rng.randint(2, 9))
         trades.append(
             {
                 "symbol": symbol,
                 "side": "sell",
                 "quantity": quantity,
                 "price": exit_,
-                "executed_at": at,
+                "executed_at": opened + timedelta(minutes=held),
                 "realized_pnl": ((exit_ - entry) * quantity).quantize(Decimal("0.01")),
             }
         )
-        at += timedelta(minutes=rng.randint(1, 6))
     return trades
 
 
@@ -253,8 +272,8 @@ class Command(BaseCommand):
             status=Run.Status.COMPLETED,
             started_at=RUN_START,
             ended_at=trades[-1]["executed_at"],
-            starting_capital=Decimal("25000.00"),
-            ending_equity=Decimal("25000.00") + pnl,
+            starting_capital=STARTING_CAPITAL,
+            ending_equity=STARTING_CAPITAL + pnl,
         )
 
     def _conversation(self, user, models, run, context, title, exchanges) -> bool:
