@@ -232,6 +232,9 @@ SPECTACULAR_SETTINGS = {
         "RunStatusEnum": "models_app.models.Run.Status",
         "OrderTypeEnum": "models_app.services.ORDER_TYPES",
     },
+    # POST /api/chat/stream is a plain async view outside DRF: this hook adds its
+    # documentation (chat/api/schema.py) to the endpoints the schema is made of.
+    "PREPROCESSING_HOOKS": ["chat.api.schema.add_chat_stream"],
 }
 
 # Logs (config/logs.py): "text" for people, "json" for one object per line; both carry

@@ -18,6 +18,7 @@ from schemathesis.specs.openapi.checks import (
 
 from accounts.tokens import token_issue
 from chat import services
+from chat.api.schema import PATH as STREAM_PATH
 from tests.factories import MessageFactory
 
 EXAMPLES_PER_OPERATION = 10
@@ -72,7 +73,12 @@ def test_api_conforms_to_its_schema(user, model, run):
     auth = {"Authorization": f"Bearer {raw}"}
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
     checks = [not_a_server_error, status_code_conformance, response_schema_conformance]
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # POST /api/chat/stream is left out: it streams only under ASGI, and schemathesis calls
+    # the app here through WSGI, where the view answers 501 (and a stream would never
+    # end). test_schema_stream.py tests its documentation against the real stream instead.
+    operations = [
+        result.ok() for result in schema.get_all_operations() if result.ok().path != STREAM_PATH
+    ]
     assert len(operations) >= 20
     failures = []
     for operation in operations:

@@ -14,6 +14,7 @@ from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from accounts.tokens import token_issue
+from chat.api.schema import PATH as STREAM_PATH
 
 EXAMPLES_PER_OPERATION = 10
 
@@ -54,7 +55,12 @@ def server_errors(operations, *, headers: dict, examples: int) -> list[str]:
 def test_invalid_requests_to_every_operation_are_never_a_server_error(user):
     raw, _ = token_issue(user=user)
     schema = load_schema()
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # POST /api/chat/stream is left out: it streams only under ASGI, and schemathesis calls
+    # the app here through WSGI, where the view answers 501 (and a stream would never
+    # end). test_schema_stream.py tests its documentation and its refusals instead.
+    operations = [
+        result.ok() for result in schema.get_all_operations() if result.ok().path != STREAM_PATH
+    ]
     assert len(operations) >= 20
     failures = server_errors(
         operations, headers={"Authorization": f"Bearer {raw}"}, examples=EXAMPLES_PER_OPERATION

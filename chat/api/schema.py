@@ -1,0 +1,274 @@
+"""``POST /api/chat/stream`` in the OpenAPI schema (SPEC 4.1, 4.2).
+
+The stream is a plain async Django view (chat/views_stream.py), served outside DRF, so
+drf-spectacular cannot see it. ``ChatStreamDocsView`` stands in for it: a DRF view that
+is never routed, whose ``@extend_schema`` says what the real view takes and answers, and
+``add_chat_stream`` (a PREPROCESSING_HOOK, SPECTACULAR_SETTINGS) adds it to the endpoints
+the schema is made of, at the real view's path. What it documents is checked against the
+real view's events and errors in tests/api/test_schema_stream.py.
+"""
+
+from django.conf import settings
+from drf_spectacular.utils import (
+    OpenApiExample,
+    OpenApiResponse,
+    PolymorphicProxySerializer,
+    extend_schema,
+    extend_schema_field,
+)
+from rest_framework import serializers
+from rest_framework.views import APIView
+
+from chat.services import CLIENT_ID_MAX_CHARS
+from core.api import errors
+
+PATH = "/api/chat/stream"
+
+
+def _literal(*values: str, help_text: str = "") -> serializers.CharField:
+    """Return a string field documented as one of ``values`` (inline, no enum component).
+
+    A class per field: a serializer copies its fields anew, which loses what is set on
+    an instance.
+    """
+    literal = type("LiteralField", (serializers.CharField,), {})
+    schema = {"type": "string", "enum": list(values)}
+    return extend_schema_field(schema)(literal)(help_text=help_text)
+
+
+class ChatStreamSerializer(serializers.Serializer):
+    message = serializers.CharField(
+        max_length=settings.MAX_MESSAGE_CHARS,
+        trim_whitespace=False,
+        help_text="The user's message: not blank, at most MAX_MESSAGE_CHARS characters.",
+    )
+    session = serializers.UUIDField(
+        required=False,
+        allow_null=True,
+        help_text=(
+            "The conversation to send into (made active if it is not). An id that does not "
+            "exist yet starts a new conversation with that id (a new chat's first message). "
+            "Absent: the active conversation of the context given by model and run, "
+            "created if there is none."
+        ),
+    )
+    model = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="One of your models: the conversation is about it.",
+    )
+    run = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        help_text="One of your runs (of `model`, if given): the conversation is about it.",
+    )
+    client_id = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=CLIENT_ID_MAX_CHARS,
+        help_text=(
+            "Idempotency key: the same client_id again in the conversation answers with the "
+            "stored messages (`duplicate`) instead of sending twice."
+        ),
+    )
+
+
+SESSION = "The conversation's id."
+MESSAGE = "The assistant message's id."
+
+
+class SessionEventSerializer(serializers.Serializer):
+    type = _literal("session")
+    session = serializers.UUIDField(help_text=SESSION)
+    title = serializers.CharField(help_text="The conversation's title so far (may be empty).")
+    created = serializers.BooleanField(help_text="Whether this message created the conversation.")
+    message = serializers.IntegerField(
+        allow_null=True,
+        help_text=MESSAGE + " The reply streams under it; null for a duplicate without a reply.",
+    )
+    user_message = serializers.IntegerField(help_text="The stored user message's id.")
+    duplicate = serializers.BooleanField(
+        help_text="The client_id was seen before: these are the stored messages."
+    )
+
+
+class StatusEventSerializer(serializers.Serializer):
+    type = _literal("status")
+    session = serializers.UUIDField(help_text=SESSION)
+    message = serializers.IntegerField(help_text=MESSAGE)
+    content = serializers.CharField(help_text="What the assistant is doing, e.g. a tool call.")
+
+
+class TokenEventSerializer(serializers.Serializer):
+    type = _literal("token")
+    session = serializers.UUIDField(help_text=SESSION)
+    message = serializers.IntegerField(help_text=MESSAGE)
+    content = serializers.CharField(help_text="Text of the reply; may carry several tokens.")
+    offset = serializers.IntegerField(
+        min_value=0,
+        help_text=(
+            "Where `content` starts in the reply. Appending is right when it equals the "
+            "length received so far; a smaller one replays the reply from there."
+        ),
+    )
+
+
+class TitleEventSerializer(serializers.Serializer):
+    type = _literal("title")
+    session = serializers.UUIDField(help_text=SESSION)
+    title = serializers.CharField(help_text="The conversation's new title.")
+
+
+class UsageSerializer(serializers.Serializer):
+    prompt_tokens = serializers.IntegerField(min_value=0)
+    completion_tokens = serializers.IntegerField(min_value=0)
+
+
+class DoneEventSerializer(serializers.Serializer):
+    type = _literal("done")
+    session = serializers.UUIDField(help_text=SESSION)
+    message = serializers.IntegerField(help_text=MESSAGE)
+    html = serializers.CharField(help_text="The whole reply as sanitized HTML (its Markdown).")
+    usage = UsageSerializer(
+        allow_null=True, help_text="Tokens the reply used; null when replayed from storage."
+    )
+    status = _literal("complete", "stopped", help_text="stopped: the reply was stopped.")
+    length = serializers.IntegerField(min_value=0, help_text="The reply's length in characters.")
+
+
+class ErrorEventSerializer(serializers.Serializer):
+    type = _literal("error")
+    session = serializers.UUIDField(required=False, help_text=SESSION)
+    message = serializers.IntegerField(
+        required=False, help_text=MESSAGE + " Absent when no reply was started."
+    )
+    error = serializers.CharField(help_text="A sentence for people: why the reply ended.")
+    code = serializers.CharField(
+        help_text=(
+            "Stable code, the same as the REST error's for the same condition, e.g. "
+            "`error` (the LLM failed), `interrupted`, `not_found` (the conversation was "
+            "deleted)."
+        )
+    )
+
+
+EVENTS = {
+    "session": SessionEventSerializer,
+    "status": StatusEventSerializer,
+    "token": TokenEventSerializer,
+    "title": TitleEventSerializer,
+    "done": DoneEventSerializer,
+    "error": ErrorEventSerializer,
+}
+
+ChatStreamEvent = PolymorphicProxySerializer(
+    component_name="ChatStreamEvent",
+    serializers=EVENTS,
+    resource_type_field_name="type",
+)
+
+EXAMPLE_STREAM = (
+    'data: {"type":"session","session":"5f0c2b7e-6a1d-4c3e-9b1a-2d4e6f8a0b1c",'
+    '"title":"Summarize this run.","created":true,"message":42,"user_message":41,'
+    '"duplicate":false}\n\n'
+    'data: {"type":"status","session":"5f0c2b7e-6a1d-4c3e-9b1a-2d4e6f8a0b1c",'
+    '"message":42,"content":"Looking up the run summary…"}\n\n'
+    'data: {"type":"token","session":"5f0c2b7e-6a1d-4c3e-9b1a-2d4e6f8a0b1c",'
+    '"message":42,"content":"The run made **+$247.00**","offset":0}\n\n'
+    'data: {"type":"done","session":"5f0c2b7e-6a1d-4c3e-9b1a-2d4e6f8a0b1c",'
+    '"message":42,"html":"<p>The run made <strong>+$247.00</strong></p>",'
+    '"usage":{"prompt_tokens":310,"completion_tokens":9},"status":"complete","length":25}\n\n'
+    'data: {"type":"title","session":"5f0c2b7e-6a1d-4c3e-9b1a-2d4e6f8a0b1c",'
+    '"title":"Run summary"}\n\n'
+)
+
+DESCRIPTION = """\
+Store the message and stream the assistant's reply as
+[Server-Sent Events](https://html.spec.whatwg.org/multipage/server-sent-events.html)
+(`text/event-stream`).
+
+**Authentication**: `Authorization: Bearer <token>` (from `POST /api/auth/token/`), or
+the browser's session cookie with its CSRF token in the `X-CSRFToken` header.
+
+**The stream**: each event is one line `data: <JSON object>` followed by a blank line;
+the object is one of the `ChatStreamEvent` schemas, told apart by `type` (the same events
+as the WebSocket `/ws/chat/`, SPEC 4.2):
+
+- `session`: first, where the reply will stream (the conversation, the message ids);
+- `status`: what the assistant is doing, e.g. looking up the run's trades;
+- `token`: text of the reply (several tokens may come in one event);
+- `title`: the conversation's title, when it is generated (may come after `done`);
+- `done`: the reply is complete or stopped, with its sanitized HTML and token usage;
+- `error`: the reply failed (the LLM failed, or it was interrupted), with a readable reason.
+
+The response ends after the reply's `done` or `error` event; the stream of a
+conversation's first message waits for its `title` too, at most 5 s after the reply
+ends (TITLE_WAIT). Lines starting with `:`
+(`: ping`) are comments sent after 15 s of silence; ignore them. The reply is not tied
+to this response: if the client goes away the reply goes on and is stored; the WebSocket's
+`subscribe` picks it up again.
+
+**Errors** before the stream starts are ordinary JSON responses in the API's error shape
+(`{"error": {"code", "message", "fields"?}}`), listed below; once the stream has started,
+a failure is an `error` event.
+"""
+
+
+class ChatStreamDocsView(APIView):
+    """The schema of ``POST /api/chat/stream``; never routed (config/urls.py routes the
+    path to chat.views_stream.stream_view)."""
+
+    @extend_schema(
+        operation_id="chat_stream",
+        tags=["chat"],
+        summary="Send a message and stream the reply (SSE)",
+        description=DESCRIPTION,
+        request=ChatStreamSerializer,
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                ChatStreamEvent,
+                description=("A stream of `data: <event>` lines, each event one of these objects."),
+                examples=[
+                    OpenApiExample(
+                        "A reply",
+                        value=EXAMPLE_STREAM,
+                        media_type="text/event-stream",
+                        response_only=True,
+                    )
+                ],
+            ),
+            **errors(
+                400,
+                404,
+                409,
+                429,
+                descriptions={
+                    400: (
+                        "Invalid input: malformed JSON (invalid_json), unknown fields or wrong "
+                        "types (invalid), an empty message (empty_message), a message over "
+                        "MAX_MESSAGE_CHARS (message_too_long), a run of another model or a "
+                        "conversation of another context (invalid_context), a conversation "
+                        "whose model or run was deleted (read_only)."
+                    ),
+                    401: "No credentials (not_authenticated), or an invalid or expired token.",
+                    403: "Session authentication without a valid CSRF token (csrf_failed).",
+                    404: "The conversation, model or run is unknown or another user's.",
+                    409: (
+                        "A reply is still being written in this conversation "
+                        "(generation_in_progress)."
+                    ),
+                    429: "Sending too fast (rate_limited); Retry-After says when to try again.",
+                },
+            ),
+        },
+    )
+    def post(self, request):
+        raise NotImplementedError("Documentation only: chat.views_stream.stream_view serves this.")
+
+
+def add_chat_stream(endpoints: list, **kwargs) -> list:
+    """PREPROCESSING_HOOK: add ``POST /api/chat/stream`` to the documented endpoints."""
+    return [*endpoints, (PATH, r"^api/chat/stream$", "POST", ChatStreamDocsView.as_view())]
