@@ -102,4 +102,3 @@ def test_the_last_word_of_a_search_matches_as_a_prefix(api, user, query):
     assert [item["id"] for item in body["results"]] == [str(session.pk)]
     marked = body["results"][0]["snippet"].split("**")[1::2]
     assert any("xylo" in part.lower() for part in marked)
-
