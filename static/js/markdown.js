@@ -329,23 +329,36 @@
     this.tailSource = null;
     this.frame = 0;
     this.renders = 0;
+    this.cost = 0; // how long the last render took, ms
+    this.renderedAt = 0;
+    this.settledText = "";
   }
+
+  // Drawing takes at most about a third of the main thread: after a render that took
+  // long (a slow phone, a long tail), a frame or two go by before the next one.
+  const RENDER_BUDGET_MS = 6;
 
   StreamView.prototype.update = function (text) {
     if (text === this.text && this.renders > 0) return;
-    if (!text.startsWith(this.text.slice(0, this.settled))) this.reset();
+    if (!text.startsWith(this.settledText)) this.reset();
     this.text = text;
     if (this.frame) return;
     const view = this;
-    this.frame = window.requestAnimationFrame(function () {
+    const run = function (now) {
+      if (view.cost > RENDER_BUDGET_MS && now - view.renderedAt < 2 * view.cost) {
+        view.frame = window.requestAnimationFrame(run);
+        return;
+      }
       view.frame = 0;
       view.render();
-    });
+    };
+    this.frame = window.requestAnimationFrame(run);
   };
 
   StreamView.prototype.reset = function () {
     this.element.replaceChildren();
     this.settled = 0;
+    this.settledText = "";
     this.tailNodes = [];
     this.tailSource = null;
   };
@@ -360,6 +373,13 @@
   };
 
   StreamView.prototype.render = function () {
+    const started = window.performance.now();
+    this.draw();
+    this.renderedAt = window.performance.now();
+    this.cost = this.renderedAt - started;
+  };
+
+  StreamView.prototype.draw = function () {
     const md = getEngine();
     const text = this.text;
     const element = this.element;
@@ -374,6 +394,7 @@
       this.removeTail();
       element.appendChild(md.fragment(text.slice(this.settled, end)));
       this.settled = end;
+      this.settledText = text.slice(0, end);
     }
     const source = completeTail(text.slice(this.settled));
     if (source === this.tailSource) return;
