@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PARTS = ("reads", "writes", "upstream", "pages", "sse", "ws", "workers")
+PARTS = ("reads", "writes", "upstream", "pages", "sse", "ws", "workers", "render")
 # Open WebUI 0.12.4 at 50 clients, from issue 9's run on the 2-core machine (its
 # /api/chat/completions, same fake upstream): TTFT p50 1,075 ms where direct was 106 ms,
 # 8,811 tokens/s where direct was 91,073. The targets compare Parlor's ratio to direct in
@@ -254,6 +254,11 @@ class Run:
 
         return db_pages.run()
 
+    def render(self):
+        from bench import render
+
+        return render.run(quick=self.args.quick)
+
     def writes(self):
         from bench import stream_writes
 
@@ -457,6 +462,7 @@ class Run:
                     if name in self.args.parts and name not in self.results:
                         self.results[name] = {"failed": True, "error": str(exc)[:1000]}
         self.part("workers", self.workers)
+        self.part("render", self.render)
 
 
 def main(argv=None) -> int:
@@ -486,7 +492,9 @@ def main(argv=None) -> int:
 
                 connections.close_all()
                 run.results.setdefault("seconds", {})["total"] = round(time.monotonic() - T0, 1)
-                text = report.table(run.results, args)
+                from bench import render
+
+                text = report.table(run.results, args) + render.table(run.results)
                 (out_dir / "latest.json").write_text(json.dumps(run.results, indent=2))
     except KeyboardInterrupt:
         log("interrupted: every process started was stopped")
