@@ -8,12 +8,26 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count, Exists, Max, OuterRef, Sum
+from django.db.models import (
+    BooleanField,
+    Count,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    OuterRef,
+    Q,
+    Sum,
+    Window,
+)
+from django.db.models.functions import Left, Length
 from django.utils import timezone
 
 from models_app.models import Model
 
+from . import prompting
 from .models import ChatSession, Context, Message
+from .services import REPLY_LEASE
 
 # The constraints that enforce invariant 1 and the session's consistency rules.
 EXPECTED_CONSTRAINTS = (
@@ -56,20 +70,18 @@ def active_counts() -> dict[str, int]:
     }
 
 
-def _empty_sessions():
-    return ChatSession.objects.filter(message_count=0).exclude(
-        Exists(Message.objects.filter(session=OuterRef("pk")))
-    )
+def empty_filter() -> Q:
+    """Return the filter of a conversation without messages: its counter, and no row."""
+    return Q(message_count=0) & ~Exists(Message.objects.filter(session=OuterRef("pk")))
 
 
 def empty_sessions(*, now=None) -> dict[str, int]:
     """Return how many conversations have no message, and how many of those are old."""
     now = now or timezone.now()
-    empty = _empty_sessions()
-    return {
-        "total": empty.count(),
-        "older_than_24h": empty.filter(created_at__lt=now - EMPTY_AGE).count(),
-    }
+    return ChatSession.objects.filter(empty_filter()).aggregate(
+        total=Count("pk"),
+        older_than_24h=Count("pk", filter=Q(created_at__lt=now - EMPTY_AGE)),
+    )
 
 
 def unsummarized_count() -> int:
@@ -155,12 +167,389 @@ def top_models(*, limit: int = TOP_MODELS) -> list[dict]:
     ]
 
 
-def report(*, now=None) -> dict:
-    """Return every health and usage figure as one JSON-ready dict."""
+# The conversations behind the figures (chat_report --details, SPEC 4.5). A constant
+# number of queries whatever the data size: the health figures and one more aggregate (one
+# pass over the conversations) count what each list matches, then each list reads its first
+# ``limit`` rows with the owner and model joined in (no query per row). The counters
+# (message_count, summary_message_count) stand for the messages: no count over the message
+# table. At 100,000 conversations each list of conversations is one sequential scan of
+# chat_chatsession and a top-N sort (EXPLAIN ANALYZE on PostgreSQL: 15-25 ms each on the
+# 2-core machine), the replies and the recent messages go through indexes. An index on
+# message_count would serve ``large`` and ``unsummarized``, at the cost of one more index
+# write with every message (the counter changes with each): not worth it for this command.
+
+DETAILS_LIMIT = 50
+RECENT_MESSAGES = 20
+RECENT_PREVIEW_CHARS = 100
+# What a list reads of a conversation: never its summary or preview text.
+SESSION_FIELDS = (
+    "id",
+    "user__username",
+    "model__name",
+    "run",
+    "detached_label",
+    "title",
+    "created_at",
+    "activity_at",
+    "message_count",
+)
+# The fields of a model's configuration that the prompt relies on
+# (prompting.model_configuration) and that a model can lack, each with the filter of
+# lacking it. The others cannot be missing or are optional on purpose: the flags are
+# booleans that always hold a value, an empty ``llm`` means LLM_MODEL by design, and the
+# description, instructions and rules are the owner's free text, which the prompt
+# truthfully calls "(none)" when empty.
+MODEL_REQUIRED = {
+    "name": Q(name=""),
+    "trading_mode": ~Q(trading_mode__in=Model.TradingMode.values),
+    "trading_style": ~Q(trading_style__in=Model.TradingStyle.values),
+    "instrument": Q(instrument=""),
+    "buying_power": Q(buying_power__lte=0),
+    "allowed_order_types": Q(allowed_order_types=[]),
+}
+
+
+def summary_due_filter() -> Q:
+    """Return prompting.summary_due's rule as a filter over the same counters.
+
+    Past SUMMARY_THRESHOLD messages, SUMMARY_EVERY or more messages have left the window
+    of CONTEXT_MESSAGES beyond what the summary covers (tests/chat/test_report_details.py
+    holds the two together).
+    """
+    return Q(message_count__gt=settings.SUMMARY_THRESHOLD) & Q(
+        message_count__gte=F("summary_message_count")
+        + settings.CONTEXT_MESSAGES
+        + settings.SUMMARY_EVERY
+    )
+
+
+def _seconds(now, then) -> int:
+    return max(int((now - then).total_seconds()), 0)
+
+
+def _session_row(session: ChatSession, now) -> dict:
+    """Return what every list says of a conversation: whose, about what, how old, how long."""
+    return {
+        "id": str(session.pk),
+        "owner": session.user.username,
+        "context": session.context.value,
+        "model_id": session.model_id,
+        "model_name": session.model.name if session.model_id else None,
+        "run_id": session.run_id,
+        "detached_label": session.detached_label,
+        "title": session.title,
+        "created_at": session.created_at.isoformat(),
+        "age_seconds": _seconds(now, session.created_at),
+        "last_activity_at": session.activity_at.isoformat(),
+        "message_count": session.message_count,
+    }
+
+
+def _session_list(
+    queryset, *, total: int, order_by, limit: int, now, fields=(), extra=None
+) -> dict:
+    """Return {"total", "rows"}: the first ``limit`` conversations of ``queryset``.
+
+    ``fields`` are read besides SESSION_FIELDS; ``extra(session)`` adds to each row. No
+    query when ``total`` says there is nothing to list.
+    """
+    sessions = []
+    if total:
+        sessions = list(
+            queryset.select_related("user", "model")
+            .only(*SESSION_FIELDS, *fields)
+            .order_by(*order_by)[:limit]
+        )
+    return {
+        "total": total,
+        "rows": [_session_row(s, now) | (extra(s) if extra else {}) for s in sessions],
+    }
+
+
+def multi_active_details(*, duplicates: list[dict], limit: int, now) -> dict:
+    """Return the active conversations of the contexts that have more than one.
+
+    The constraints one_active_* make them impossible; this check proves it on the data.
+    ``duplicates`` is active_duplicates(); no query when it is empty.
+    """
+    if not duplicates:
+        return {"contexts": 0, "total": 0, "rows": []}
+    contexts = Q(pk__in=[])
+    for row in duplicates[:limit]:
+        model = Q(model_id=row["model_id"]) if row["model_id"] else Q(model__isnull=True)
+        run = Q(run_id=row["run_id"]) if row["run_id"] else Q(run__isnull=True)
+        contexts |= Q(user_id=row["user_id"]) & model & run
+    found = _session_list(
+        ChatSession.objects.filter(contexts, is_active=True),
+        total=sum(row["active"] for row in duplicates),
+        order_by=("user_id", "model_id", "run_id", "-activity_at", "id"),
+        limit=limit,
+        now=now,
+    )
+    return {"contexts": len(duplicates), **found}
+
+
+def details_totals() -> dict[str, int]:
+    """Return how many conversations are past the summary rule and the window, in one pass.
+
+    The other lists' totals are health figures already (empty, detached).
+    """
+    return ChatSession.objects.aggregate(
+        unsummarized=Count("pk", filter=summary_due_filter()),
+        large=Count("pk", filter=Q(message_count__gt=settings.CONTEXT_MESSAGES)),
+    )
+
+
+def empty_details(*, total: int, limit: int, now) -> dict:
+    """Return the conversations without a message, oldest first."""
+    return _session_list(
+        ChatSession.objects.filter(empty_filter()),
+        total=total,
+        order_by=("created_at", "id"),
+        limit=limit,
+        now=now,
+    )
+
+
+def _summary_state(session: ChatSession) -> dict:
+    """Return how far a conversation's summary covers it, from its counters."""
+    covers = session.summary_message_count
+    return {
+        "summary": {
+            "covers": covers,
+            "until_id": session.summary_until_id,
+            "chars": session.summary_chars,
+            # Messages older than the recent window that the summary does not cover.
+            "behind": max(session.message_count - settings.CONTEXT_MESSAGES - covers, 0),
+            "due": prompting.summary_due(
+                message_count=session.message_count, summary_message_count=covers
+            ),
+        },
+    }
+
+
+SUMMARY_FIELDS = ("summary_message_count", "summary_until_id")
+
+
+def unsummarized_details(*, total: int, limit: int, now) -> dict:
+    """Return the conversations whose summary is due (summary_due), most uncovered first."""
+    queryset = ChatSession.objects.filter(summary_due_filter()).annotate(
+        uncovered=F("message_count") - F("summary_message_count"),
+        summary_chars=Length("summary"),
+    )
+    return _session_list(
+        queryset,
+        total=total,
+        order_by=("-uncovered", "id"),
+        limit=limit,
+        now=now,
+        fields=SUMMARY_FIELDS,
+        extra=_summary_state,
+    )
+
+
+def orphaned_details(*, total: int, limit: int, now) -> dict:
+    """Return the conversations of deleted models or runs (detached), oldest first."""
+    return _session_list(
+        ChatSession.objects.of_context(Context.DETACHED),
+        total=total,
+        order_by=("created_at", "id"),
+        limit=limit,
+        now=now,
+    )
+
+
+def _size(session: ChatSession) -> dict:
+    return _summary_state(session) | {
+        "tokens": session.prompt_tokens + session.completion_tokens,
+    }
+
+
+def large_details(*, total: int, limit: int, now) -> dict:
+    """Return the conversations past CONTEXT_MESSAGES, largest first, with their summary."""
+    queryset = ChatSession.objects.filter(message_count__gt=settings.CONTEXT_MESSAGES).annotate(
+        summary_chars=Length("summary")
+    )
+    return _session_list(
+        queryset,
+        total=total,
+        order_by=("-message_count", "id"),
+        limit=limit,
+        now=now,
+        fields=(*SUMMARY_FIELDS, "prompt_tokens", "completion_tokens"),
+        extra=_size,
+    )
+
+
+def stuck_streaming_details(*, limit: int, now) -> dict:
+    """Return the replies left ``streaming`` longer than REPLY_LEASE, oldest write first.
+
+    Not written for that long, their writer is gone: the recovery sweep of any live process
+    ends them as interrupted within seconds, so rows here mean none is running. Read
+    through the partial index of streaming replies.
+    """
+    cutoff = now - timedelta(seconds=REPLY_LEASE)
+    # Few rows whatever the data size (replies being written): the total is a window count.
+    replies = list(
+        Message.objects.filter(status=Message.Status.STREAMING, updated_at__lt=cutoff)
+        .select_related("session__user", "session__model")
+        .only(
+            "id",
+            "created_at",
+            "updated_at",
+            *(f"session__{name}" for name in SESSION_FIELDS),
+        )
+        .annotate(chars=Length("content"), matched=Window(Count("pk")))
+        .order_by("updated_at", "id")[:limit]
+    )
+    return {
+        "total": replies[0].matched if replies else 0,
+        "lease_seconds": REPLY_LEASE,
+        "rows": [
+            _session_row(reply.session, now)
+            | {
+                "message_id": reply.pk,
+                "reply_started_at": reply.created_at.isoformat(),
+                "last_written_at": reply.updated_at.isoformat(),
+                "stuck_seconds": _seconds(now, reply.updated_at),
+                "chars": reply.chars,
+            }
+            for reply in replies
+        ],
+    }
+
+
+def incomplete_models_details(*, limit: int) -> dict:
+    """Return the models in use whose configuration lacks what the prompt relies on.
+
+    In use: an attached (not detached) conversation is about the model. Most
+    conversations first; each with the MODEL_REQUIRED fields it lacks.
+    """
+    lacking = Q()
+    for condition in MODEL_REQUIRED.values():
+        lacking |= condition
+    # One row a model, whatever the number of conversations: the total is a window count.
+    models = list(
+        Model.objects.filter(lacking)
+        .annotate(
+            conversations=Count("chat_sessions", filter=Q(chat_sessions__detached_label="")),
+            **{
+                f"lacks_{name}": ExpressionWrapper(condition, output_field=BooleanField())
+                for name, condition in MODEL_REQUIRED.items()
+            },
+        )
+        .filter(conversations__gt=0)
+        .select_related("owner")
+        .only("id", "name", "llm", "owner__username")
+        .annotate(matched=Window(Count("pk")))
+        .order_by("-conversations", "id")[:limit]
+    )
+    return {
+        "required": list(MODEL_REQUIRED),
+        "total": models[0].matched if models else 0,
+        "rows": [
+            {
+                "id": model.pk,
+                "name": model.name,
+                "owner": model.owner.username,
+                "conversations": model.conversations,
+                "missing": [name for name in MODEL_REQUIRED if getattr(model, f"lacks_{name}")],
+            }
+            for model in models
+        ],
+    }
+
+
+def recent_details(*, limit: int = RECENT_MESSAGES) -> dict:
+    """Return the latest messages of model conversations, newest first, with previews.
+
+    A conversation's ``last_message_at`` is its newest message's time, so the latest
+    ``limit`` messages are all in the ``limit`` model conversations with the latest
+    ``last_message_at``: the messages are read from those only, through the message index,
+    not sorted over the whole table.
+    """
+    latest = (
+        ChatSession.objects.of_context(Context.MODEL)
+        .filter(last_message_at__isnull=False)
+        .order_by("-last_message_at", "-id")
+        .values("pk")[:limit]
+    )
+    messages = (
+        Message.objects.filter(session__in=latest)
+        .select_related("session__user", "session__model")
+        .only(
+            "id",
+            "role",
+            "status",
+            "created_at",
+            "session__id",
+            "session__title",
+            "session__user__username",
+            "session__model__name",
+        )
+        .annotate(preview=Left("content", RECENT_PREVIEW_CHARS), chars=Length("content"))
+        .order_by("-created_at", "-id")[:limit]
+    )
+    return {
+        "rows": [
+            {
+                "message_id": message.pk,
+                "conversation": str(message.session_id),
+                "owner": message.session.user.username,
+                "model_id": message.session.model_id,
+                "model_name": message.session.model.name,
+                "title": message.session.title,
+                "role": message.role,
+                "status": message.status,
+                "created_at": message.created_at.isoformat(),
+                "chars": message.chars,
+                "preview": message.preview,
+            }
+            for message in messages
+        ],
+    }
+
+
+def details(*, health: dict, limit: int = DETAILS_LIMIT, now=None) -> dict:
+    """Return the conversations behind each figure of ``health``, at most ``limit`` a list.
+
+    ``health`` is report()'s: its counts are the totals of the lists with the same filter.
+    """
+    now = now or timezone.now()
+    duplicates = health["several_active_details"]
+    totals = details_totals() | {
+        "empty": health["empty_conversations"]["total"],
+        "orphaned": health["detached_conversations"],
+    }
+    lists = {
+        name: function(total=totals[name], limit=limit, now=now)
+        for name, function in (
+            ("empty", empty_details),
+            ("unsummarized", unsummarized_details),
+            ("orphaned", orphaned_details),
+            ("large", large_details),
+        )
+    }
+    return {
+        "limit": limit,
+        "multi_active": multi_active_details(duplicates=duplicates, limit=limit, now=now),
+        **lists,
+        "stuck_streaming": stuck_streaming_details(limit=limit, now=now),
+        "incomplete_models": incomplete_models_details(limit=limit),
+        "recent": recent_details(),
+    }
+
+
+def report(*, now=None, details_limit: int | None = None) -> dict:
+    """Return every health and usage figure as one JSON-ready dict.
+
+    With ``details_limit``, also the conversations behind the figures (``details``), at
+    most that many a list.
+    """
     now = now or timezone.now()
     duplicates = active_duplicates()
     constraints = constraints_installed()
-    return {
+    data = {
         "generated_at": now.isoformat(),
         "database": connection.vendor,
         "health": {
@@ -178,3 +567,6 @@ def report(*, now=None) -> dict:
         "usage": usage(),
         "top_models": top_models(),
     }
+    if details_limit is not None:
+        data["details"] = details(health=data["health"], limit=details_limit, now=now)
+    return data
