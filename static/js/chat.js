@@ -819,6 +819,13 @@
         // Storage full or forbidden: the composer still holds the text.
       }
     },
+    write: function (key, text) {
+      try {
+        window.localStorage.setItem(key, JSON.stringify({ text: text, at: Date.now() }));
+      } catch (err) {
+        // Storage full or forbidden: nothing more to do.
+      }
+    },
     forget: function (key) {
       try {
         window.localStorage.removeItem(key);
@@ -852,7 +859,14 @@
   if (form && input) {
     drafts.prune();
     const kept = drafts.read(drafts.key());
-    if (kept && !input.value) input.value = kept.text;
+    const users = list.querySelectorAll(".msg-user[data-raw]");
+    const lastSent = users.length ? users[users.length - 1].dataset.raw : null;
+    if (kept && kept.text === lastSent) {
+      // Sent after all (the page went away before it heard so): not a draft any more.
+      drafts.forget(drafts.key());
+    } else if (kept && !input.value) {
+      input.value = kept.text;
+    }
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();
@@ -864,6 +878,8 @@
       if (send(content)) {
         input.value = "";
         window.clearTimeout(draftTimer);
+        // Kept until the server has it: a reload meanwhile brings it back.
+        drafts.write(state.outgoing.draftKey, content);
       }
       refreshComposer();
     });

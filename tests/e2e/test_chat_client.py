@@ -340,3 +340,50 @@ def test_keyboard_shortcuts_and_their_help(open_page):
     dialog.get_by_role("button", name="Close").click()
     expect(dialog).to_be_hidden()
     assert page.problems == []
+
+
+# Every text the streaming reply shows in this tab, while it streams.
+RECORD_TEXTS = """() => {
+  window.__texts = [];
+  new MutationObserver(() => {
+    const body = document.querySelector('.msg-assistant.streaming .msg-body');
+    if (body) window.__texts.push(body.textContent);
+  }).observe(document.getElementById('message-list'),
+             {subtree: true, childList: true, characterData: true});
+}"""
+
+
+def test_a_second_tab_follows_a_reply_with_emoji_without_losing_or_repeating_text(open_page):
+    # Offsets count characters as the server does (code points): an emoji is one, not
+    # the two UTF-16 units JavaScript counts, so a tab that joins mid-reply must not cut.
+    page = open_page()
+    page.sign_up()
+    page.send("Emoji first 😀👩‍💻🎉 " + "and then more words " * 40 + "[dev:tokens=10]")
+    page.wait_for_url(re.compile(rf"/c/{UUID}$"))
+    page.wait_idle()
+    page.send("Say it all back [dev:echo=context] [dev:token_ms=40]")
+    reply = page.locator(".msg-assistant.streaming .msg-body")
+    expect(reply).to_contain_text("🎉", timeout=15_000)
+    other = open_page(context=page.context)
+    other.open(page.url.removeprefix(page.base))
+    other.evaluate(RECORD_TEXTS)
+    expect(other.locator(".msg-assistant.streaming")).to_have_count(1)
+    other.wait_idle(timeout=20_000)
+    page.wait_idle(timeout=20_000)
+    final = other.locator(".msg-assistant .msg-body").last.text_content()
+    assert final == page.locator(".msg-assistant .msg-body").last.text_content()
+    texts = other.evaluate("window.__texts")
+    assert len(texts) > 5, texts
+
+    # Each state is the start of the final text (but for the markup the view closes or
+    # hides while a block is unfinished: an open *, a [ not yet a link).
+    def plain(text):
+        return re.sub(r"[\[\]*_`]", "", text)
+
+    for text in texts:
+        assert "\ufffd" not in text
+        assert plain(final).startswith(plain(text).rstrip()), (text[-120:], final[-200:])
+    assert final.count("Say it all back") == 1
+    other.reload()
+    assert other.locator(".msg-assistant .msg-body").last.text_content() == final
+    assert page.problems == []
