@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PARTS = ("reads", "writes", "upstream", "pages", "sse", "ws", "workers", "render")
+PARTS = ("reads", "writes", "upstream", "pages", "sse", "ws", "workers", "report", "render")
 # Open WebUI 0.12.4 at 50 clients, from issue 9's run on the 2-core machine (its
 # /api/chat/completions, same fake upstream): TTFT p50 1,075 ms where direct was 106 ms,
 # 8,811 tokens/s where direct was 91,073. The targets compare Parlor's ratio to direct in
@@ -254,6 +254,11 @@ class Run:
 
         return db_pages.run()
 
+    def report_details(self):
+        from bench import report_details
+
+        return report_details.run(runs=3 if self.args.quick else report_details.RUNS_TIMED)
+
     def render(self):
         from bench import render
 
@@ -462,6 +467,7 @@ class Run:
                     if name in self.args.parts and name not in self.results:
                         self.results[name] = {"failed": True, "error": str(exc)[:1000]}
         self.part("workers", self.workers)
+        self.part("report", self.report_details)
         self.part("render", self.render)
 
 

@@ -277,6 +277,20 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
                 target=f"≤ {SIDEBAR_P95_MS:g} ms, constant queries",
                 met=side["p95_ms"] <= SIDEBAR_P95_MS,
             )
+    report = results.get("report")
+    if report is not None:
+        failure = _failed(report)
+        if failure:
+            add("chat_report --details --json", failure)
+        else:
+            add(
+                f"chat_report --details --json on "
+                f"{_n(g(report, 'data_set', 'conversations'))} conversations: p50 (queries)",
+                f"{_n(report['p50_ms'])} ms ({report['queries']}); without --details "
+                f"{_n(report.get('without_details_p50_ms'))} ms "
+                f"({report.get('queries_without_details')})",
+                target="constant queries",
+            )
     writes = results.get("writes")
     if writes is not None:
         failure = _failed(writes)
