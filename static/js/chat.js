@@ -327,6 +327,8 @@
       main.appendChild(status);
       article.classList.add("streaming");
       article.dataset.status = "streaming";
+      // Screen readers read it once it is complete, not frame by frame.
+      article.setAttribute("aria-busy", "true");
     }
     const body = document.createElement("div");
     body.className = "msg-body markdown";
@@ -425,6 +427,7 @@
 
   function finish(bubble, status) {
     bubble.classList.remove("streaming");
+    bubble.removeAttribute("aria-busy");
     bubble.dataset.status = status;
     setStatusLine(bubble, "");
     state.replies.delete(bubble.dataset.messageId || "");

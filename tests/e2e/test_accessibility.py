@@ -116,7 +116,7 @@ def test_the_composer_is_at_least_16px_on_a_phone(open_page):
     page.sign_up()
     size = page.locator("#composer-input").evaluate("(el) => getComputedStyle(el).fontSize")
     assert float(size.removesuffix("px")) >= 16, size
+    page.screenshot_to("phone-composer")
     page.click("[data-drawer-open]")
     search = page.locator("#search-input").evaluate("(el) => getComputedStyle(el).fontSize")
     assert float(search.removesuffix("px")) >= 16, search
-    page.screenshot_to("phone-composer")
