@@ -303,8 +303,12 @@ def _announce_deleted_on_commit(session_ids: list) -> None:
         transaction.on_commit(lambda: signals.conversations_deleted.send(None, session_ids=ids))
 
 
+@_retry_on_conflict
 def conversation_delete(*, user, session_id) -> None:
-    """Delete a conversation and its messages, stopping a reply in flight."""
+    """Delete a conversation and its messages, stopping a reply in flight.
+
+    Retried when a row added meanwhile (a tag, a message) still refers to it at commit.
+    """
     session = selectors.session_get(user=user, session_id=session_id)
     pk, count = session.pk, session.message_count
     with transaction.atomic():
@@ -313,8 +317,10 @@ def conversation_delete(*, user, session_id) -> None:
     logger.info("conversation %s deleted: user %s, %d messages", pk, user.pk, count)
 
 
+@_retry_on_conflict
 def conversation_delete_all(*, user) -> int:
-    """Delete every conversation of ``user``; return how many there were."""
+    """Delete every conversation of ``user``; return how many there were (retried as
+    conversation_delete is)."""
     with transaction.atomic():
         ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
         ChatSession.objects.filter(pk__in=ids).delete()
