@@ -5,12 +5,13 @@ import json
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.db.models import Count
 from django.http import HttpResponse
 from django.utils import timezone
 
-from . import exports, services
+from . import exports, selectors, services
 from .exceptions import DomainError
-from .models import ChatSession, Context, Message
+from .models import ChatSession, Context, Message, SessionTag
 
 
 class ContextFilter(admin.SimpleListFilter):
@@ -23,6 +24,27 @@ class ContextFilter(admin.SimpleListFilter):
     def queryset(self, request, queryset):
         if self.value() in Context.values:
             return queryset.of_context(self.value())
+        return queryset
+
+
+class TagFilter(admin.SimpleListFilter):
+    """Conversations carrying a tag; offers the most used names, takes any (``?tag=``)."""
+
+    title = "tag"
+    parameter_name = "tag"
+    offered = 50
+
+    def lookups(self, request, model_admin):
+        rows = (
+            SessionTag.objects.values("name")
+            .annotate(uses=Count("id"))
+            .order_by("-uses", "name")[: self.offered]
+        )
+        return [(row["name"], row["name"]) for row in rows]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(tags__name=self.value())
         return queryset
 
 
@@ -73,10 +95,11 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "is_active",
         "pinned",
         "archived",
+        "tags_display",
         "message_count",
         "last_message_at",
     )
-    list_filter = ("is_active", ContextFilter, "user", "archived")
+    list_filter = ("is_active", ContextFilter, "user", "archived", TagFilter)
     search_fields = ("title", "user__username")
     list_select_related = ("user", "model", "run__model")
     readonly_fields = (
@@ -98,6 +121,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "prompt_tokens",
         "completion_tokens",
         "last_llm",
+        "tags_display",
         "summary",
     )
     fields = ("title", "pinned", "archived", *readonly_fields)
@@ -113,6 +137,14 @@ class ChatSessionAdmin(admin.ModelAdmin):
     @admin.display(description="context")
     def context_display(self, obj):
         return obj.detached_label if obj.context == Context.DETACHED else obj.context
+
+    @admin.display(description="tags")
+    def tags_display(self, obj):
+        return ", ".join(obj.tag_names())
+
+    def get_queryset(self, request):
+        # The tags of a page of conversations in one query, not one per row.
+        return super().get_queryset(request).prefetch_related(selectors.tags_prefetch())
 
     def save_model(self, request, obj, form, change):
         """Save title/pin/archive through the service, so its rules apply here too."""

@@ -15,7 +15,7 @@ from django.utils.text import slugify
 from . import selectors
 from .exceptions import DomainError
 from .models import ChatSession, Context, Message
-from .services import INTERRUPTED, TITLE_MAX_CHARS
+from .services import INTERRUPTED, TITLE_MAX_CHARS, check_tags
 
 EXPORT_FORMAT = "parlor.conversation"
 EXPORT_VERSION = 1
@@ -64,6 +64,7 @@ def export_json(*, session: ChatSession) -> dict:
             "context": _context(session),
             "pinned": session.pinned,
             "archived": session.archived,
+            "tags": session.tag_names(),
             "summary": session.summary,
             "created_at": _iso(session.created_at),
             "updated_at": _iso(session.updated_at),
@@ -104,8 +105,10 @@ def export_markdown(*, session: ChatSession) -> str:
         f"- Created: {session.created_at:%Y-%m-%d %H:%M} UTC",
         f"- Exported: {timezone.now():%Y-%m-%d %H:%M} UTC",
         f"- Messages: {session.message_count}",
-        "",
     ]
+    if tags := session.tag_names():
+        lines.append(f"- Tags: {', '.join(tags)}")
+    lines.append("")
     if session.summary:
         lines += ["## Summary", "", session.summary, ""]
     lines += ["---", ""]
@@ -133,6 +136,7 @@ CONVERSATION_KEYS = {
     "context",
     "pinned",
     "archived",
+    "tags",
     "summary",
     "created_at",
     "updated_at",
@@ -253,6 +257,11 @@ def check_import(data) -> tuple[dict, list[dict]]:
     pinned = conversation.get("pinned", False)
     if not isinstance(pinned, bool):
         raise _fail("conversation.pinned must be true or false.", "conversation.pinned")
+    raw_tags = conversation.get("tags")
+    try:
+        tags = check_tags([] if raw_tags is None else raw_tags)
+    except DomainError as exc:
+        raise _fail(f"conversation.tags: {exc.message}", "conversation.tags") from None
     header = {
         "title": " ".join(
             _text(conversation, "title", "conversation", limit=TITLE_MAX_CHARS).split()
@@ -260,6 +269,7 @@ def check_import(data) -> tuple[dict, list[dict]]:
         "summary": _text(conversation, "summary", "conversation", limit=IMPORT_MAX_CONTENT_CHARS),
         "pinned": pinned,
         "created_at": _time(conversation, "created_at", "conversation"),
+        "tags": tags,
     }
     messages = data.get("messages")
     if not isinstance(messages, list):

@@ -28,6 +28,11 @@ CONTEXT_FILTERS = {
 }
 
 
+# The attribute a selector prefetches a conversation's tags into (chat.selectors), a plain
+# list: Django's own prefetch cache costs a queryset per conversation.
+PREFETCHED_TAGS = "prefetched_tags"
+
+
 class ChatSessionQuerySet(models.QuerySet):
     def for_user(self, user):
         return self.filter(user=user)
@@ -147,6 +152,17 @@ class ChatSession(models.Model):
             return f"/m/{self.model_id}/c/{self.id}"
         return f"/c/{self.id}"
 
+    def tag_names(self) -> list[str]:
+        """Return the names of this conversation's tags, in order.
+
+        Read with the conversation when a selector prefetched them (``PREFETCHED_TAGS``),
+        else in one query.
+        """
+        tags = getattr(self, PREFETCHED_TAGS, None)
+        if tags is None:
+            tags = self.tags.all()
+        return [tag.name for tag in tags]
+
     @property
     def context(self) -> Context:
         """Return the kind of this conversation's context (the rule of CONTEXT_FILTERS)."""
@@ -157,6 +173,42 @@ class ChatSession(models.Model):
         if self.model_id:
             return Context.MODEL
         return Context.GENERAL
+
+
+class SessionTag(models.Model):
+    """One of the user's own labels on one of their conversations (SPEC 4.6).
+
+    A tag is a name on a conversation, not a row of its own: the user's tags are the
+    names on their conversations, and a name goes away with the last conversation that
+    carries it. ``user`` is the conversation's owner, copied (a conversation never changes
+    hands) so that the user's tags are found by name without reading their conversations.
+    The rules of a name (lowercased, 1-40 characters, at most 20 per conversation) are
+    chat.services.check_tags's, which writes every row.
+    """
+
+    # No indexes of their own: the two below start with them.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    session = models.ForeignKey(
+        ChatSession, on_delete=models.CASCADE, related_name="tags", db_index=False
+    )
+    name = models.CharField(max_length=40)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["session", "name"], name="session_tag_unique"),
+            models.CheckConstraint(condition=~Q(name=""), name="session_tag_not_empty"),
+        ]
+        indexes = [
+            # The user's conversations carrying a name (?tag=), and their names (counts):
+            # as many rows read as there are matches, however many conversations.
+            models.Index(fields=["user", "name", "session"], name="session_tag_by_user"),
+        ]
+
+    def __str__(self):
+        return self.name
 
 
 class Message(models.Model):

@@ -6,6 +6,7 @@ access its caller has already checked, and the operators' reads across every use
 """
 
 import re
+import unicodedata
 import uuid
 from datetime import datetime
 
@@ -13,10 +14,12 @@ from django.conf import settings
 from django.db import connection
 from django.db.models import (
     Case,
+    Count,
     F,
     FloatField,
     IntegerField,
     OuterRef,
+    Prefetch,
     Q,
     QuerySet,
     Subquery,
@@ -31,10 +34,21 @@ from models_app import selectors as model_selectors
 from models_app.models import Model, Run
 
 from .exceptions import ConversationNotFound, DomainError, MessageNotFound
-from .models import ATTACHED, CONTEXT_FILTERS, ChatSession, Context, Message
-from .text import clean_text
+from .models import (
+    ATTACHED,
+    CONTEXT_FILTERS,
+    PREFETCHED_TAGS,
+    ChatSession,
+    Context,
+    Message,
+    SessionTag,
+)
+from .text import REPLACEMENT, clean_text
 
 MESSAGE_PAGE_MAX = 200
+TAG_MAX_CHARS = SessionTag._meta.get_field("name").max_length
+# Longer than any name that normalises to TAG_MAX_CHARS: refused before it is read.
+TAG_INPUT_MAX_CHARS = 1000
 
 
 def parse_id(value, *, field: str = "id", kind: str = "conversation") -> uuid.UUID:
@@ -45,6 +59,31 @@ def parse_id(value, *, field: str = "id", kind: str = "conversation") -> uuid.UU
         return uuid.UUID(str(value))
     except (TypeError, ValueError, AttributeError):
         raise DomainError(f"'{value}' is not a valid {kind} id.", field=field) from None
+
+
+def parse_tag(value, *, field: str = "tag") -> str:
+    """Return ``value`` as a tag name is stored, or raise a clear error naming the field.
+
+    A name is NFKC-normalised, lowercased, its runs of whitespace made one space, and then
+    1 to TAG_MAX_CHARS characters long. Control characters, lone surrogates and U+FFFD
+    (what the API's parser makes of NUL and lone surrogates) are refused, not replaced:
+    a label with a hole in it is not one anybody typed.
+    """
+    if not isinstance(value, str):
+        raise DomainError("A tag must be a string.", field=field)
+    if len(value) > TAG_INPUT_MAX_CHARS:
+        raise DomainError(f"A tag is longer than {TAG_MAX_CHARS} characters.", field=field)
+    for char in value:
+        if char == REPLACEMENT or (
+            unicodedata.category(char) in ("Cc", "Cs") and not char.isspace()
+        ):
+            raise DomainError("A tag cannot contain control characters or U+FFFD.", field=field)
+    name = " ".join(unicodedata.normalize("NFKC", value).lower().split())
+    if not name:
+        raise DomainError("A tag is empty.", field=field)
+    if len(name) > TAG_MAX_CHARS:
+        raise DomainError(f"A tag is longer than {TAG_MAX_CHARS} characters.", field=field)
+    return name
 
 
 def context_resolve(*, user, model_id=None, run_id=None) -> tuple[Model | None, Run | None]:
@@ -64,6 +103,11 @@ def context_resolve(*, user, model_id=None, run_id=None) -> tuple[Model | None, 
         elif run.model_id != model.id:
             raise DomainError("That run does not belong to that model.", field="run")
     return model, run
+
+
+def tags_prefetch() -> Prefetch:
+    """Return the prefetch of sessions' tags that ``ChatSession.tag_names`` reads."""
+    return Prefetch("tags", queryset=SessionTag.objects.order_by("name"), to_attr=PREFETCHED_TAGS)
 
 
 def session_get(*, user, session_id) -> ChatSession:
@@ -96,13 +140,23 @@ def session_list(
     model_id=None,
     run_id=None,
     archived: bool | None = False,
+    tag: str | None = None,
+    with_tags: bool = False,
 ) -> QuerySet[ChatSession]:
     """Return the user's sessions, pinned first, then by most recent activity.
 
     ``context`` is general, model, run or detached (the model or run was deleted);
-    ``archived=None`` lists both archived and not.
+    ``archived=None`` lists both archived and not; ``tag`` keeps those carrying that tag
+    (any case: it is read as parse_tag stores it). ``with_tags`` prefetches every
+    session's tags: one more query, however many sessions (``iterator()`` then needs a
+    ``chunk_size``).
     """
     qs = ChatSession.objects.for_user(user).select_related("model", "run")
+    if with_tags:
+        qs = qs.prefetch_related(tags_prefetch())
+    if tag not in (None, ""):
+        tagged = SessionTag.objects.filter(user=user, name=parse_tag(tag))
+        qs = qs.filter(pk__in=tagged.values("session_id"))
     if archived is not None:
         qs = qs.filter(archived=archived)
     if context is not None:
@@ -181,13 +235,17 @@ def _sidebar_group_key():
     )
 
 
-def sidebar_sessions(*, user, per_group: int = SIDEBAR_PAGE, archived: bool = False) -> list:
-    """Return the first ``per_group`` sessions of every sidebar group, in one query.
+def sidebar_sessions(
+    *, user, per_group: int = SIDEBAR_PAGE, archived: bool = False, tag: str | None = None
+) -> list:
+    """Return the first ``per_group`` sessions of every sidebar group, in two queries.
 
     Groups: general, each model (its run conversations included), detached; each session
-    carries ``group_key``. Each group is ordered pinned first, then most recent activity.
+    carries ``group_key`` and its tags (prefetched: the second query). Each group is
+    ordered pinned first, then most recent activity. ``tag`` keeps the sessions carrying
+    that tag.
     """
-    qs = session_list(user=user, archived=archived).annotate(
+    qs = session_list(user=user, archived=archived, tag=tag, with_tags=True).annotate(
         group_key=_sidebar_group_key(),
         group_rank=Window(
             RowNumber(),
@@ -199,9 +257,20 @@ def sidebar_sessions(*, user, per_group: int = SIDEBAR_PAGE, archived: bool = Fa
 
 
 def sidebar_group_page(
-    *, user, group: str, offset: int, limit: int = SIDEBAR_PAGE, archived: bool = False
+    *,
+    user,
+    group: str,
+    offset: int,
+    limit: int = SIDEBAR_PAGE,
+    archived: bool = False,
+    tag: str | None = None,
 ) -> tuple[list, bool]:
-    """Return one further page of a sidebar group (general, detached or model-<id>)."""
+    """Return one further page of a sidebar group (general, detached or model-<id>).
+
+    With ``tag``, of the group's sessions carrying that tag; each session's tags are
+    prefetched.
+    """
+    filters = {"user": user, "archived": archived, "tag": tag, "with_tags": True}
     if (
         isinstance(offset, bool)
         or not isinstance(offset, int)
@@ -211,14 +280,26 @@ def sidebar_group_page(
             f"offset must be an integer from 0 to {SIDEBAR_OFFSET_MAX}.", field="offset"
         )
     if group in (Context.GENERAL, Context.DETACHED):
-        qs = session_list(user=user, context=group, archived=archived)
+        qs = session_list(context=group, **filters)
     elif group.startswith("model-"):
-        qs = session_list(user=user, model_id=group.removeprefix("model-"), archived=archived)
+        qs = session_list(model_id=group.removeprefix("model-"), **filters)
         qs = qs.filter(ATTACHED)
     else:
         raise DomainError("Unknown sidebar group.", field="group")
     rows = list(qs[offset : offset + limit + 1])
     return rows[:limit], len(rows) > limit
+
+
+def tag_counts(*, user, archived: bool | None = False) -> list[dict]:
+    """Return the user's tags, by name, each with how many of their sessions carry it.
+
+    ``archived`` is session_list's: each count is what ``session_list(tag=name)`` with the
+    same ``archived`` lists. Another user's tags are not counted nor listed.
+    """
+    qs = SessionTag.objects.filter(user=user)
+    if archived is not None:
+        qs = qs.filter(session__archived=archived)
+    return list(qs.values("name").annotate(count=Count("id")).order_by("name"))
 
 
 SEARCH_QUERY_MAX_CHARS = 200
@@ -268,15 +349,17 @@ def session_search(
     model_id=None,
     run_id=None,
     archived: bool | None = False,
+    tag: str | None = None,
     offset: int = 0,
     limit: int = 30,
 ) -> tuple[list[ChatSession], bool]:
     """Return a page of sessions whose title or messages match ``query``, and has_more.
 
-    Each session carries ``snippet`` (the matching text, matches between ``**``) and
-    ``rank``. PostgreSQL: full-text search in English (websearch syntax) ranked by
-    ``SearchRank`` over the GIN indexes of migration 0002, snippet by ``ts_headline``.
-    SQLite: a case-insensitive match, title matches first, then recent activity.
+    The filters are session_list's. Each session carries ``snippet`` (the matching text,
+    matches between ``**``), ``rank`` and its tags (prefetched). PostgreSQL: full-text
+    search in English (websearch syntax) ranked by ``SearchRank`` over the GIN indexes
+    of migration 0002, snippet by ``ts_headline``. SQLite: a case-insensitive match,
+    title matches first, then recent activity.
     """
     if not isinstance(query, str):
         raise DomainError("q must be a string.", field="q")
@@ -287,7 +370,13 @@ def session_search(
     if len(query) > SEARCH_QUERY_MAX_CHARS:
         raise DomainError(f"q is longer than {SEARCH_QUERY_MAX_CHARS} characters.", field="q")
     base = session_list(
-        user=user, context=context, model_id=model_id, run_id=run_id, archived=archived
+        user=user,
+        context=context,
+        model_id=model_id,
+        run_id=run_id,
+        archived=archived,
+        tag=tag,
+        with_tags=True,
     )
     roles = [Message.Role.USER, Message.Role.ASSISTANT]
     if connection.vendor == "postgresql":

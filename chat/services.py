@@ -37,7 +37,7 @@ from .exceptions import (
     InvalidContext,
     MessageTooLong,
 )
-from .models import ChatSession, Context, Message
+from .models import ChatSession, Context, Message, SessionTag
 from .text import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ PREVIEW_CHARS = 200
 TITLE_MAX_CHARS = 200
 DETACHED_LABEL_MAX_CHARS = ChatSession._meta.get_field("detached_label").max_length
 CLIENT_ID_MAX_CHARS = 64
+TAGS_MAX = 20
+TAG_MAX_CHARS = selectors.TAG_MAX_CHARS
 CONFLICT_ATTEMPTS = 8
 # A streaming reply not written for REPLY_LEASE seconds has no live writer (its process
 # died): any process may end it as interrupted. A live writer saves or renews its reply
@@ -176,6 +178,35 @@ def _check_title(title) -> str:
     return title
 
 
+def check_tags(tags) -> list[str]:
+    """Return ``tags`` as a conversation stores them, or raise a clear error (field tags).
+
+    A list of at most TAGS_MAX names, each read by ``selectors.parse_tag`` (lowercased,
+    1-40 characters); names that read the same count once. Sorted by name.
+    """
+    if not isinstance(tags, list | tuple):
+        raise DomainError("tags must be a list of names.", field="tags")
+    names = {selectors.parse_tag(tag, field="tags") for tag in tags}
+    if len(names) > TAGS_MAX:
+        raise DomainError(
+            f"A conversation has at most {TAGS_MAX} tags; these are {len(names)}.", field="tags"
+        )
+    return sorted(names)
+
+
+def _replace_tags(*, session: ChatSession, names: list[str]) -> None:
+    """Make ``names`` (as check_tags returns them) the tags of ``session``.
+
+    The caller holds the session's row lock, or has just created the session. Each row
+    carries the conversation's owner.
+    """
+    SessionTag.objects.filter(session=session).exclude(name__in=names).delete()
+    SessionTag.objects.bulk_create(
+        [SessionTag(user_id=session.user_id, session=session, name=name) for name in names],
+        ignore_conflicts=True,
+    )
+
+
 def _create_session(*, user, model, run, session_id=None, title="") -> ChatSession:
     """Create the active session of a context (caller holds the user lock)."""
     _deactivate_context(
@@ -271,11 +302,21 @@ def conversation_resume(*, user, session_id) -> ChatSession:
 
 @_retry_on_conflict
 def conversation_update(
-    *, user, session_id, title: str | None = None, pinned=None, archived=None
+    *,
+    user,
+    session_id,
+    title: str | None = None,
+    pinned=None,
+    archived=None,
+    tags: Sequence[str] | None = None,
 ) -> ChatSession:
-    """Rename, pin/unpin or archive/unarchive a conversation; return it.
+    """Rename, pin/unpin, archive/unarchive or tag a conversation; return it.
 
     A rename is the user's: auto-titling never overwrites it. Archiving deactivates.
+    ``tags`` replaces the conversation's tags whole (``[]`` removes them all). Every
+    value is checked before anything is written: bad input changes nothing. Takes the
+    row locks of the conversation's tags (when ``tags`` is given), then the session's:
+    the order in which deleting a conversation takes them.
     """
     changes = {}
     if title is not None:
@@ -288,11 +329,23 @@ def conversation_update(
             changes[name] = value
     if changes.get("archived"):
         changes["is_active"] = False
+    names = check_tags(tags) if tags is not None else None
     session = selectors.session_get(user=user, session_id=session_id)
-    if changes:
+    if changes or names is not None:
         changes["updated_at"] = timezone.now()
         with transaction.atomic():
-            ChatSession.objects.filter(pk=session.pk).update(**changes)
+            if names is not None:
+                # Django deletes a conversation's tags before its row: locking them first
+                # too means a deletion and a retag wait for each other, never deadlock.
+                list(
+                    SessionTag.objects.filter(session=session).select_for_update().values_list("pk")
+                )
+            # The session's row lock orders two replacements of one conversation's tags:
+            # the last one wins whole, never a mix of both.
+            if not ChatSession.objects.filter(pk=session.pk).update(**changes):
+                raise ConversationNotFound()  # deleted meanwhile
+            if names is not None:
+                _replace_tags(session=session, names=names)
     return selectors.session_get(user=user, session_id=session_id)
 
 
@@ -393,6 +446,7 @@ def conversation_import(
     summary: str = "",
     pinned: bool = False,
     created_at: datetime | None = None,
+    tags: Sequence[str] = (),
 ) -> ChatSession:
     """Create a new, inactive general conversation holding ``messages``; return it.
 
@@ -400,9 +454,10 @@ def conversation_import(
     when known), oldest first, as ``exports.check_import`` returns them. They keep that
     order even when their times are missing or out of order; the conversation's counters,
     preview and place in the sidebar follow them. An imported title is the user's (never
-    auto-titled). One transaction: a failure writes nothing, and the context's active
-    conversation stays the active one.
+    auto-titled); its ``tags`` are checked as ``check_tags`` does. One transaction: a
+    failure writes nothing, and the context's active conversation stays the active one.
     """
+    names = check_tags(tags)
     now = timezone.now()
     created_at = created_at or now
     previous = created_at
@@ -441,6 +496,7 @@ def conversation_import(
         for message in rows:
             message.session = session
         Message.objects.bulk_create(rows, batch_size=500)
+        _replace_tags(session=session, names=names)
     return session
 
 
