@@ -86,6 +86,7 @@ urlpatterns = [
         chat.SessionExportView.as_view(),
         name="api-session-export",
     ),
+    path("tags/", chat.TagListView.as_view(), name="api-tags"),
     path("models/", models.ModelListView.as_view(), name="api-models"),
     path("models/<str:model_id>/", models.ModelDetailView.as_view(), name="api-model"),
     path("models/<str:model_id>/runs/", models.ModelRunListView.as_view(), name="api-model-runs"),

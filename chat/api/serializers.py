@@ -5,11 +5,35 @@ message limits) live in chat.services and chat.selectors.
 """
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from chat.models import ChatSession, Context, Message
-from chat.services import CLIENT_ID_MAX_CHARS, TITLE_MAX_CHARS
+from chat.services import CLIENT_ID_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX, TITLE_MAX_CHARS
 from core.api import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
+
+TAG_RULES = (
+    f"Stored lowercased, whitespace collapsed, each 1-{TAG_MAX_CHARS} characters, at most "
+    f"{TAGS_MAX} per conversation; no control characters."
+)
+
+
+@extend_schema_field(
+    {
+        "type": "array",
+        "items": {"type": "string", "minLength": 1, "maxLength": TAG_MAX_CHARS},
+        "maxItems": TAGS_MAX,
+    }
+)
+class TagListField(serializers.Field):
+    """A list of tag names, handed as it is to chat.services.check_tags, the one place
+    that reads and checks them (so the API, the admin and imports answer alike)."""
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class SessionSerializer(serializers.ModelSerializer):
@@ -17,6 +41,12 @@ class SessionSerializer(serializers.ModelSerializer):
 
     context = serializers.CharField(
         read_only=True, help_text="general, model, run, or detached (model/run deleted)."
+    )
+    tags = serializers.ListField(
+        child=serializers.CharField(),
+        source="tag_names",
+        read_only=True,
+        help_text="The user's own labels, by name.",
     )
 
     class Meta:
@@ -35,6 +65,7 @@ class SessionSerializer(serializers.ModelSerializer):
             "last_message_at",
             "message_count",
             "preview",
+            "tags",
         ]
         read_only_fields = fields
 
@@ -83,6 +114,33 @@ class SessionUpdateSerializer(StrictSerializer):
     title = StrictCharField(required=False, max_length=TITLE_MAX_CHARS)
     pinned = StrictBooleanField(required=False)
     archived = StrictBooleanField(required=False)
+    tags = TagListField(
+        required=False,
+        help_text=f"Replaces the conversation's tags whole ([] removes them). {TAG_RULES}",
+    )
+
+
+class TagCountSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    count = serializers.IntegerField(help_text="How many of your conversations carry it.")
+
+
+class TagListSerializer(serializers.Serializer):
+    results = TagCountSerializer(many=True)
+
+
+# ``archived=`` of the lists: the value session_list and tag_counts take, by query value.
+ARCHIVED_FILTER = {"false": False, "true": True, "all": None}
+
+
+def archived_field(help_text: str) -> serializers.ChoiceField:
+    return serializers.ChoiceField(
+        choices=list(ARCHIVED_FILTER), required=False, default="false", help_text=help_text
+    )
+
+
+class TagListQuerySerializer(StrictSerializer):
+    archived = archived_field("Which conversations count: as in the list of conversations.")
 
 
 DELETE_ALL_CONFIRMATION = "delete all"
@@ -167,12 +225,11 @@ class SessionListQuerySerializer(StrictSerializer):
     model = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     run = serializers.IntegerField(required=False, min_value=1, max_value=2**63 - 1)
     q = serializers.CharField(required=False, max_length=200)
-    archived = serializers.ChoiceField(
-        choices=["false", "true", "all"],
+    tag = serializers.CharField(
         required=False,
-        default="false",
-        help_text="false (default) hides archived conversations; all lists both.",
+        help_text="Only conversations carrying this tag (read as tags are stored: any case).",
     )
+    archived = archived_field("false (default) hides archived conversations; all lists both.")
     cursor = serializers.CharField(required=False, max_length=1000)
     limit = serializers.IntegerField(required=False, default=30, min_value=1, max_value=100)
 

@@ -62,8 +62,9 @@ class SessionListView(APIView):
         description=(
             "Pinned first, then most recent activity; `next` is the URL of the next page "
             "(opaque keyset cursor) or null. With `q`, conversations whose title or "
-            "messages match, best match first, each with a `snippet`. Filtering by a "
-            "model or run that is not yours answers 404."
+            "messages match, best match first, each with a `snippet`. `tag` keeps the "
+            "conversations carrying that tag; every filter combines with the others and "
+            "with `q`. Filtering by a model or run that is not yours answers 404."
         ),
     )
     def get(self, request):
@@ -73,13 +74,14 @@ class SessionListView(APIView):
             selectors.context_resolve(
                 user=request.user, model_id=query.get("model"), run_id=query.get("run")
             )
-        archived = {"false": False, "true": True, "all": None}[query["archived"]]
+        archived = s.ARCHIVED_FILTER[query["archived"]]
         filters = {
             "user": request.user,
             "context": query.get("context"),
             "model_id": query.get("model"),
             "run_id": query.get("run"),
             "archived": archived,
+            "tag": query.get("tag"),
         }
         limit = query["limit"]
         if query.get("q") is not None:
@@ -90,7 +92,9 @@ class SessionListView(APIView):
             following = {"o": offset + limit} if has_more else None
         else:
             rows, following = keyset_page(
-                selectors.session_list(**filters), cursor=query.get("cursor"), limit=limit
+                selectors.session_list(**filters, with_tags=True),
+                cursor=query.get("cursor"),
+                limit=limit,
             )
         results = s.SessionListItemSerializer(rows, many=True).data
         return Response({"results": results, "next": next_url(request, following)})
@@ -165,8 +169,11 @@ class SessionDetailView(APIView):
         parameters=[SESSION_ID],
         request=s.SessionUpdateSerializer,
         responses={200: s.SessionDetailSerializer, **errors(400, 404)},
-        summary="Rename, pin or archive",
-        description="Archiving also makes the conversation inactive.",
+        summary="Rename, pin, archive or tag",
+        description=(
+            "Archiving also makes the conversation inactive. `tags` replaces the "
+            "conversation's tags whole. Any invalid field: 400 `invalid` and nothing changes."
+        ),
     )
     def patch(self, request, session_id):
         data = parse(s.SessionUpdateSerializer, request.data)
@@ -182,6 +189,24 @@ class SessionDetailView(APIView):
     def delete(self, request, session_id):
         services.conversation_delete(user=request.user, session_id=session_id)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TagListView(APIView):
+    @extend_schema(
+        operation_id="tags_list",
+        parameters=[s.TagListQuerySerializer],
+        responses={200: s.TagListSerializer, **errors(400)},
+        summary="Your tags, with how many conversations carry each",
+        description=(
+            "Every tag on your conversations, by name, each with its `count`: the number "
+            "of conversations `GET /api/sessions/?tag=<name>` lists with the same "
+            "`archived` (archived ones are left out by default). Not paginated."
+        ),
+    )
+    def get(self, request):
+        query = parse(s.TagListQuerySerializer, request.query_params)
+        archived = s.ARCHIVED_FILTER[query["archived"]]
+        return Response({"results": selectors.tag_counts(user=request.user, archived=archived)})
 
 
 class SessionResumeView(APIView):

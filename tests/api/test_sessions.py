@@ -26,6 +26,7 @@ LIST_FIELDS = {
     "last_message_at",
     "message_count",
     "preview",
+    "tags",
     "snippet",
 }
 
