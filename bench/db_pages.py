@@ -1,7 +1,9 @@
 """Read paths that must stay fast however much history there is.
 
 - a 50-message page of a 1,000-message conversation (keyset pagination), oldest and newest;
-- the sidebar's first page for a user with 10,000 conversations;
+- the sidebar's first page for a user with 10,000 conversations, with their tags (and
+  without, the path before tags), filtered by a common and by a rare tag, the sidebar's
+  groups, and the user's tag counts;
 each timed over many runs (p50/p95) with the number of queries, which must not grow.
 Runs against a scratch database: a temporary SQLite file, or ``BENCH_DATABASE_URL``.
 """
@@ -37,10 +39,23 @@ def _timed(fn, runs: int = RUNS) -> dict:
     return {"p50_ms": round(p50, 3), "p95_ms": round(p95, 3), "queries": queries}
 
 
+def _tags_of(i: int) -> list[str]:
+    """Return the tags of the bench's ``i``-th conversation: 0 to 4, most carry one."""
+    names = [f"project {i // 2 % 100}"] if i % 2 == 0 else []
+    names += ["work"] if i % 3 == 0 else []
+    names += ["home"] if i % 4 == 1 else []
+    names += ["rare"] if i % 1000 == 7 else []
+    return names
+
+
 def seed(*, sessions: int = 10_000, messages: int = 1_000):
-    """Create a user with ``sessions`` conversations, one of them ``messages`` long."""
+    """Create a user with ``sessions`` conversations, one of them ``messages`` long.
+
+    Their tags are ``_tags_of``'s; another user's ``sessions`` conversations all carry
+    "rare", so that the name is common in the table though rare for the user.
+    """
     from accounts.models import User
-    from chat.models import ChatSession, Message
+    from chat.models import ChatSession, Message, SessionTag
 
     user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}", password="x")
     now = timezone.now()
@@ -58,6 +73,16 @@ def seed(*, sessions: int = 10_000, messages: int = 1_000):
         for i in range(sessions)
     ]
     ChatSession.objects.bulk_create(rows, batch_size=2000)
+    other = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}", password="x")
+    theirs = [ChatSession(user=other, is_active=False) for _ in range(sessions)]
+    ChatSession.objects.bulk_create(theirs, batch_size=2000)
+    tags = [
+        SessionTag(user=user, session=row, name=name)
+        for i, row in enumerate(rows)
+        for name in _tags_of(i)
+    ]
+    tags += [SessionTag(user=other, session=row, name="rare") for row in theirs]
+    SessionTag.objects.bulk_create(tags, batch_size=2000)
     long = rows[0]
     Message.objects.bulk_create(
         [
@@ -74,7 +99,7 @@ def seed(*, sessions: int = 10_000, messages: int = 1_000):
     if connection.vendor == "postgresql":
         # Autovacuum would do this soon after a bulk load; measure the steady state.
         with connection.cursor() as cursor:
-            cursor.execute("ANALYZE chat_chatsession, chat_message")
+            cursor.execute("ANALYZE chat_chatsession, chat_message, chat_sessiontag")
     return user, long
 
 
@@ -94,12 +119,35 @@ def run() -> dict:
         assert len(rows) == 50
 
     def sidebar():
+        # What GET /api/sessions/ reads: the page, then its sessions' tags.
+        page = list(selectors.session_list(user=user, with_tags=True)[:31])
+        assert len(page) == 31 and any(session.tag_names() for session in page)
+
+    def sidebar_without_tags():
         page = list(selectors.session_list(user=user)[:31])
         assert len(page) == 31
+
+    def tagged(name: str, found: int):
+        def page():
+            rows = list(selectors.session_list(user=user, tag=name, with_tags=True)[:31])
+            assert len(rows) == found and all(name in s.tag_names() for s in rows)
+
+        return page
+
+    def sidebar_groups():
+        assert len(selectors.sidebar_sessions(user=user)) == 30
+
+    def tag_counts():
+        assert len(selectors.tag_counts(user=user)) == 103
 
     return {
         "message_page_newest_of_1000": _timed(newest_page),
         "message_page_deep_of_1000": _timed(deep_page),
         "sidebar_first_page_of_10000": _timed(sidebar),
+        "sidebar_first_page_of_10000_without_tags": _timed(sidebar_without_tags),
+        "sessions_tagged_common_of_10000": _timed(tagged("work", 31)),
+        "sessions_tagged_rare_of_10000": _timed(tagged("rare", 10)),
+        "sidebar_groups_of_10000": _timed(sidebar_groups),
+        "tag_counts_of_10000": _timed(tag_counts),
         "vendor": connection.vendor,
     }
