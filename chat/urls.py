@@ -25,4 +25,5 @@ urlpatterns = [
     path("sidebar", views.sidebar, name="sidebar"),
     path("sidebar/more", views.sidebar_more, name="sidebar_more"),
     path("search", views.search, name="search"),
+    path("signed-in", views.signed_in, name="signed_in"),
 ]

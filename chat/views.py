@@ -7,12 +7,14 @@ A foreign or unknown id is a 404 page, the same as a missing one (invariant 6).
 import functools
 import json
 import re
+from urllib.parse import urlencode, urlsplit
 
 from django.conf import settings
-from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from models_app import selectors as model_selectors
@@ -25,6 +27,50 @@ from .text import clean_text
 
 MESSAGE_PAGE = 50
 SEARCH_RESULTS = 20
+# The event an htmx answer to a signed-out person triggers in the page (static/js/app.js
+# shows the notice; static/js/chat.js stops its socket). chat.js raises it too.
+SIGNED_OUT_EVENT = "parlor:signed-out"
+
+
+def _page_path(request) -> str:
+    """Return the path (and query) of the page a request comes from: the page itself, or
+    for an htmx request the page that sent it, when it is one of this site's."""
+    current = (request.htmx.current_url or "") if request.htmx else ""
+    if current and url_has_allowed_host_and_scheme(
+        current, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        parts = urlsplit(current)
+        return parts.path + (f"?{parts.query}" if parts.query else "")
+    return reverse("chat:new") if request.htmx else request.get_full_path()
+
+
+def signed_out(request) -> HttpResponse:
+    """Answer a request of a person who is not signed in (any more), when it is not a page.
+
+    401 with the "You are signed out" notice, linking to the sign-in page with ``next``
+    back to the page; ``HX-Trigger`` tells the page, which shows its own copy of the
+    notice (htmx swaps no 4xx) and keeps what is typed in the composer.
+    """
+    login_url = resolve_url(settings.LOGIN_URL) + "?" + urlencode({"next": _page_path(request)})
+    response = render(request, "partials/_signed_out.html", {"login_url": login_url}, status=401)
+    response["HX-Trigger"] = SIGNED_OUT_EVENT
+    return response
+
+
+def login_required(view):
+    """Django's ``login_required`` for pages (a redirect to sign in, with ``next``); an
+    htmx request of a signed-out person gets ``signed_out``'s 401 instead, which htmx
+    does not follow into a sign-in form swapped into the sidebar."""
+
+    @functools.wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.user.is_authenticated:
+            return view(request, *args, **kwargs)
+        if request.htmx:
+            return signed_out(request)
+        return redirect_to_login(request.get_full_path())
+
+    return wrapper
 
 
 def domain_errors(view):
@@ -346,6 +392,17 @@ def session_rename(request, session_id):
         # htmx swaps only 2xx answers: the form with its error must be one of them.
         status=400 if error and not request.htmx else 200,
     )
+
+
+@login_required
+@require_GET
+def signed_in(request):
+    """Answer 204 while the person is signed in, else (htmx) the 401 of ``signed_out``.
+
+    The chat page asks when its socket cannot connect: a browser sees a WebSocket refused
+    at the handshake (the consumer's 4401 before accepting) as a network failure.
+    """
+    return HttpResponse(status=204)
 
 
 @login_required

@@ -238,6 +238,40 @@
     if (composer) composer.focus();
   });
 
+  // ---------- Signed out ----------
+
+  // The 401 that says so is expected and handled (by the notice below): not an error
+  // for htmx to log, and nothing to swap.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const xhr = event.detail.xhr;
+    if (xhr && xhr.status === 401 && /parlor:signed-out/.test(xhr.getResponseHeader("HX-Trigger") || "")) {
+      event.detail.shouldSwap = false;
+      event.detail.isError = false;
+    }
+  });
+
+  // The server's htmx answer to a signed-out person (401, HX-Trigger) and the chat
+  // socket (static/js/chat.js) raise the same event; the notice links to the sign-in
+  // page with `next` back to this page, as it is now. What is typed stays where it is.
+  document.addEventListener("parlor:signed-out", function (event) {
+    const region = document.getElementById("signed-out");
+    const template = document.getElementById("signed-out-template");
+    if (!region || !template) return;
+    const first = !region.firstChild;
+    if (first) region.appendChild(template.content.cloneNode(true));
+    const link = region.querySelector(".signed-out-link");
+    if (link) {
+      link.href = region.dataset.loginUrl + "?next=" + encodeURIComponent(location.pathname + location.search);
+    }
+    pendingAction = null; // the action failed: no answer will hand the focus back
+    // Someone acting in the sidebar (whose action just failed) goes on from the link;
+    // someone typing in the composer is not interrupted (role="alert" tells them).
+    const active = document.activeElement;
+    const sidebar = document.getElementById("sidebar");
+    const inSidebar = !active || active === document.body || (sidebar && sidebar.contains(active));
+    if (first && link && inSidebar && event.target !== document) link.focus();
+  });
+
   // While a query is typed the results replace the grouped list.
   document.addEventListener("input", function (event) {
     if (event.target && event.target.id === "search-input") {

@@ -34,6 +34,7 @@
   const DRAFT_PREFIX = "parlor:draft:";
   const DRAFT_DAYS = 30;
   const DRAFTS_KEPT = 50;
+  const SIGNED_OUT_PROBLEM = "You are signed out: sign in again to send this message. It is kept here.";
   // As chat/templates/chat/partials/_message.html says it after a reload.
   const INTERRUPTED = "The reply was interrupted: the server restarted before it finished.";
 
@@ -55,6 +56,7 @@
     noticeTimer: 0,
     droppedAt: 0,
     everOpen: false,
+    signedOut: false, // the server said so: no more reconnecting, nothing sent
     stick: true, // follow the newest text while it streams
   };
 
@@ -155,11 +157,13 @@
   function connect() {
     window.clearTimeout(state.retryTimer);
     state.retryTimer = 0;
-    if (state.socket) return;
+    if (state.socket || state.signedOut) return;
     const socket = new WebSocket(socketUrl());
+    let opened = false;
     state.socket = socket;
     socket.addEventListener("open", function () {
       if (state.socket !== socket) return;
+      opened = true;
       const wasDropped = state.everOpen;
       state.online = true;
       state.everOpen = true;
@@ -191,21 +195,29 @@
     socket.addEventListener("close", function (event) {
       if (state.socket !== socket) return;
       state.socket = null;
-      dropped(event.code);
+      dropped(event.code, opened);
     });
   }
 
   // The socket is gone: say so (after a moment, so a blip shows nothing) and try again
   // after a delay that doubles each time up to a cap, with jitter so that the tabs of
-  // a restarted server do not all come back at the same instant.
-  function dropped(code) {
+  // a restarted server do not all come back at the same instant. Closed for want of a
+  // sign-in (4401), or refused before it opened, which a browser cannot tell from a
+  // network failure (the consumer closes before accepting: a failed handshake), the
+  // page is signed out: it stops trying, and says so as for any other request.
+  function dropped(code, opened) {
     const wasOnline = state.online;
     state.online = false;
+    if (code === 4401) {
+      announceSignedOut();
+      return;
+    }
+    if (state.signedOut) return;
+    if (!opened) checkSignedIn();
     if (wasOnline || !state.droppedAt) state.droppedAt = Date.now();
     state.attempts += 1;
     const ceiling = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * Math.pow(2, state.attempts - 1));
     const delay = ceiling / 2 + Math.random() * (ceiling / 2);
-    state.signedOut = code === 4401;
     window.clearTimeout(state.retryTimer);
     state.retryTimer = window.setTimeout(connect, delay);
     const since = Date.now() - state.droppedAt;
@@ -221,7 +233,7 @@
   }
 
   function reconnectNow() {
-    if (state.online) return;
+    if (state.online || state.signedOut) return;
     if (state.socket && state.socket.readyState === WebSocket.CONNECTING) return;
     if (state.socket) {
       state.socket.close();
@@ -243,8 +255,8 @@
       }, 2000);
       return;
     }
+    if (state.signedOut) return; // the signed-out notice says it all
     let text = "Connection lost. Reconnecting…";
-    if (state.signedOut) text = "You are signed out. Sign in again in this browser to keep chatting.";
     if (state.outgoing && !state.outgoing.acked) {
       text += " Your message will be sent when the connection is back.";
     }
@@ -286,6 +298,59 @@
     if (state.ephemeral || !state.session) return;
     transmit({ type: "subscribe", session: state.session });
   }
+
+  // ---------- Signed out ----------
+
+  // Ask the server, as an htmx request of the page would: its 401 answer names the
+  // "parlor:signed-out" event, raised here as htmx raises it (static/js/app.js shows
+  // the notice); no answer (the server down) is not one, and the page keeps trying.
+  let checking = false;
+
+  function checkSignedIn() {
+    if (checking || state.signedOut || !pane.dataset.signedInUrl) return;
+    checking = true;
+    window
+      .fetch(pane.dataset.signedInUrl, {
+        headers: { "HX-Request": "true", "HX-Current-URL": location.href },
+        cache: "no-store",
+        credentials: "same-origin",
+      })
+      .then(function (response) {
+        const trigger = response.headers.get("HX-Trigger") || "";
+        if (response.status === 401 && trigger.indexOf("parlor:signed-out") !== -1) announceSignedOut();
+      })
+      .catch(function () {
+        // The server is down: the next attempt asks again.
+      })
+      .finally(function () {
+        checking = false;
+      });
+  }
+
+  function announceSignedOut() {
+    document.dispatchEvent(new CustomEvent("parlor:signed-out"));
+  }
+
+  // The page is signed out (its socket refused, or an htmx request answered 401): no
+  // more reconnecting; a message not yet sent goes back into the composer; what is
+  // typed stays there, and in its draft, for after signing in again.
+  document.addEventListener("parlor:signed-out", function () {
+    if (state.signedOut) return;
+    state.signedOut = true;
+    window.clearTimeout(state.retryTimer);
+    window.clearTimeout(state.noticeTimer);
+    window.clearTimeout(state.backTimer);
+    if (notice) {
+      notice.replaceChildren();
+      delete notice.dataset.state;
+    }
+    const outgoing = state.outgoing;
+    if (outgoing && !outgoing.acked && !state.online) {
+      refused(outgoing, { error: SIGNED_OUT_PROBLEM });
+    }
+    drafts.save();
+    refreshComposer();
+  });
 
   window.addEventListener("online", reconnectNow);
   window.addEventListener("offline", function () {
@@ -466,7 +531,7 @@
   function refreshSidebar() {
     window.clearTimeout(sidebarTimer);
     sidebarTimer = window.setTimeout(function () {
-      if (!state.online) return;
+      if (!state.online || state.signedOut) return;
       const groups = document.getElementById("session-groups");
       // A rename in progress would be lost by a refresh; the next one catches up.
       if (!groups || !window.htmx || groups.querySelector(".renaming")) return;
@@ -707,7 +772,9 @@
   }
 
   function canSend() {
-    return !state.busy && !state.outgoing && !state.readOnly && input && input.value.trim() !== "";
+    return (
+      !state.busy && !state.outgoing && !state.readOnly && !state.signedOut && input && input.value.trim() !== ""
+    );
   }
 
   function refreshComposer() {
@@ -873,6 +940,11 @@
 
     form.addEventListener("submit", function (event) {
       event.preventDefault();
+      if (state.signedOut && input.value.trim()) {
+        showProblem(SIGNED_OUT_PROBLEM);
+        announceSignedOut();
+        return;
+      }
       if (!canSend()) {
         if (input.value.trim() && lengthProblem(input.value)) showProblem(lengthProblem(input.value));
         return;
@@ -890,7 +962,7 @@
     input.addEventListener("keydown", function (event) {
       if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
         event.preventDefault();
-        if (canSend() || lengthProblem(input.value)) form.requestSubmit();
+        if (canSend() || lengthProblem(input.value) || state.signedOut) form.requestSubmit();
       }
     });
 
