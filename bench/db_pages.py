@@ -4,6 +4,8 @@
 - the sidebar's first page for a user with 10,000 conversations, with their tags (and
   without, the path before tags), filtered by a common and by a rare tag, the sidebar's
   groups, and the user's tag counts;
+- the sidebar's groups of a user whose 10,000 conversations are in 12 groups (general, 10
+  models with their runs, detached), and the next page of a group, general and a model's;
 each timed over many runs (p50/p95) with the number of queries, which must not grow.
 Runs against a scratch database: a temporary SQLite file, or ``BENCH_DATABASE_URL``.
 """
@@ -103,11 +105,67 @@ def seed(*, sessions: int = 10_000, messages: int = 1_000):
     return user, long
 
 
+def seed_groups(*, sessions: int = 10_000, models: int = 10):
+    """Create a user with ``sessions`` conversations in ``models`` + 2 sidebar groups.
+
+    Of each ten: three general, six about a model (a third of them about one of its two
+    runs), one detached (of a deleted model, or of a deleted run keeping its model); every
+    97th pinned, every 11th archived, tags as ``_tags_of``. Return the user and a model.
+    """
+    from accounts.models import User
+    from chat.models import ChatSession, SessionTag
+    from models_app.models import Model, Run
+
+    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}", password="x")
+    owned = [Model.objects.create(owner=user, name=f"Model {n}") for n in range(models)]
+    runs = [[Run.objects.create(model=model) for _ in range(2)] for model in owned]
+    now = timezone.now()
+    rows = []
+    for i in range(sessions):
+        n = i // 10 % models
+        context = {}
+        if 3 <= i % 10 <= 8:
+            context = {"model_id": owned[n].pk}
+            if i % 3 == 0:
+                context["run_id"] = runs[n][i % 2].pk
+        elif i % 10 == 9:
+            label = (
+                "Gone (deleted model)" if i % 20 == 9 else f"Run of {owned[n].name} (deleted run)"
+            )
+            context = {"detached_label": label, "model_id": None if i % 20 == 9 else owned[n].pk}
+        rows.append(
+            ChatSession(
+                user=user,
+                title=f"Conversation {i}",
+                is_active=False,
+                pinned=i % 97 == 0,
+                archived=i % 11 == 0,
+                preview=f"Preview of conversation {i}",
+                activity_at=now - timedelta(minutes=i),
+                last_message_at=now - timedelta(minutes=i),
+                message_count=2,
+                **context,
+            )
+        )
+    ChatSession.objects.bulk_create(rows, batch_size=2000)
+    tags = [
+        SessionTag(user=user, session=row, name=name)
+        for i, row in enumerate(rows)
+        for name in _tags_of(i)
+    ]
+    SessionTag.objects.bulk_create(tags, batch_size=2000)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE chat_chatsession, chat_sessiontag")
+    return user, owned[0]
+
+
 def run() -> dict:
     from chat import selectors
     from chat.models import Message
 
     user, long = seed()
+    grouped, model = seed_groups()
     oldest_anchor = Message.objects.filter(session=long).order_by("created_at", "id")[60]
 
     def newest_page():
@@ -137,6 +195,17 @@ def run() -> dict:
     def sidebar_groups():
         assert len(selectors.sidebar_sessions(user=user)) == 30
 
+    def sidebar_groups_of_many():
+        sessions = selectors.sidebar_sessions(user=grouped)
+        assert len(sessions) == 12 * 30 and len({s.group_key for s in sessions}) == 12
+
+    def group_page(who, group: str):
+        def page():
+            rows, has_more = selectors.sidebar_group_page(user=who, group=group, offset=30)
+            assert len(rows) == 30 and has_more
+
+        return page
+
     def tag_counts():
         assert len(selectors.tag_counts(user=user)) == 103
 
@@ -148,6 +217,9 @@ def run() -> dict:
         "sessions_tagged_common_of_10000": _timed(tagged("work", 31)),
         "sessions_tagged_rare_of_10000": _timed(tagged("rare", 10)),
         "sidebar_groups_of_10000": _timed(sidebar_groups),
+        "sidebar_groups_of_10000_in_12_groups": _timed(sidebar_groups_of_many),
+        "sidebar_group_page_2_of_10000": _timed(group_page(user, "general")),
+        "sidebar_model_group_page_2_of_10000": _timed(group_page(grouped, f"model-{model.pk}")),
         "tag_counts_of_10000": _timed(tag_counts),
         "vendor": connection.vendor,
     }

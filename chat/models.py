@@ -142,6 +142,20 @@ class ChatSession(models.Model):
                 name="session_sidebar",
             ),
             models.Index(fields=["user", "model", "run", "-activity_at"], name="session_context"),
+            # The first sessions of each sidebar group, read in order and no further
+            # (chat.selectors.sidebar_sessions): general and each model's by model, the
+            # detached on their own, so that a group with few conversations is not looked
+            # for among all of them.
+            models.Index(
+                fields=["user", "archived", "model", "-pinned", "-activity_at", "-id"],
+                condition=ATTACHED,
+                name="session_sidebar_group",
+            ),
+            models.Index(
+                fields=["user", "archived", "-pinned", "-activity_at", "-id"],
+                condition=~ATTACHED,
+                name="session_sidebar_detached",
+            ),
         ]
 
     def __str__(self):

@@ -27,6 +27,7 @@ from django.db.models import (
     When,
     Window,
 )
+from django.db.models.expressions import RawSQL
 from django.db.models.functions import Coalesce, RowNumber
 
 from core.ids import parse_int_id
@@ -158,7 +159,10 @@ def session_list(
         tagged = SessionTag.objects.filter(user=user, name=parse_tag(tag))
         qs = qs.filter(pk__in=tagged.values("session_id"))
     if archived is not None:
-        qs = qs.filter(archived=archived)
+        # "archived = %s", not the "NOT archived" Django writes for False: SQLite reads an
+        # index column only from a comparison, and without it sorts all the user's sessions
+        # instead of reading session_sidebar (or a group's index) in order.
+        qs = qs.filter(archived=Value(archived))
     if context is not None:
         if context not in Context.values:
             raise DomainError(
@@ -224,6 +228,14 @@ SIDEBAR_OFFSET_MAX = 1_000_000
 GROUP_GENERAL = 0
 GROUP_DETACHED = -1
 
+# The first sessions of one sidebar group: its conversations in sidebar order, with
+# ``{group}`` their condition and ``{lead}`` a column constant in the group (or nothing).
+_SIDEBAR_GROUP_FIRST = (
+    f"SELECT s.id FROM {ChatSession._meta.db_table} s"
+    " WHERE s.user_id = %s AND s.archived = %s AND {group}"
+    " ORDER BY {lead}s.pinned DESC, s.activity_at DESC, s.id DESC LIMIT %s"
+)
+
 
 def _sidebar_group_key():
     """Return the expression of a session's sidebar group key (GROUP_*, or its model's id)."""
@@ -235,25 +247,77 @@ def _sidebar_group_key():
     )
 
 
+def _sidebar_first_ids(*, user, per_group: int, archived: bool) -> RawSQL:
+    """Return the ids of the first ``per_group`` sessions of every sidebar group, as SQL.
+
+    One branch per group, each reading its group in sidebar order off an index and
+    stopping after ``per_group`` rows: the cost is the page's, however many conversations
+    the user has. General and the models' groups read session_sidebar_group (attached
+    conversations by model), detached session_sidebar_detached. The models are the user's
+    (a conversation's model is its owner's: context_resolve); PostgreSQL reads each one's
+    first sessions in a LATERAL join, SQLite, which has none, in a correlated ``IN`` that
+    it runs once per model.
+    """
+    # Attached without a model is general (a run implies its model: session_run_implies_model).
+    # model_id, constant in the group, leads its order so that only the group's index reads
+    # it in order: the planner, from the whole table's statistics, might otherwise walk
+    # session_sidebar through every other group's conversations to find this one's.
+    general = _SIDEBAR_GROUP_FIRST.format(
+        group="s.detached_label = '' AND s.model_id IS NULL", lead="s.model_id, "
+    )
+    detached = _SIDEBAR_GROUP_FIRST.format(group="NOT (s.detached_label = '')", lead="")
+    of_model = _SIDEBAR_GROUP_FIRST.format(
+        group="s.detached_label = '' AND s.model_id = m.id", lead=""
+    )
+    if connection.vendor == "postgresql":
+        per_model = f"CROSS JOIN LATERAL ({of_model}) p"
+    else:
+        per_model = f"JOIN {ChatSession._meta.db_table} p ON p.id IN ({of_model})"
+    sql = (
+        f"SELECT id FROM ({general}) general"
+        f" UNION ALL SELECT id FROM ({detached}) detached"
+        f" UNION ALL SELECT p.id FROM {Model._meta.db_table} m {per_model} WHERE m.owner_id = %s"
+    )
+    group = [user.pk, archived, per_group]
+    return RawSQL(sql, [*group, *group, *group, user.pk])
+
+
 def sidebar_sessions(
     *, user, per_group: int = SIDEBAR_PAGE, archived: bool = False, tag: str | None = None
 ) -> list:
     """Return the first ``per_group`` sessions of every sidebar group, in two queries.
 
     Groups: general, each model (its run conversations included), detached; each session
-    carries ``group_key`` and its tags (prefetched: the second query). Each group is
-    ordered pinned first, then most recent activity. ``tag`` keeps the sessions carrying
-    that tag.
+    carries ``group_key`` and its tags (prefetched: the second query). The list is in
+    sidebar order, pinned first, then most recent activity, and so is each group.
+    Without ``tag``, each group's first sessions are read off an index
+    (``_sidebar_first_ids``): as many rows read as shown. With ``tag``, the sessions
+    carrying it (found by session_tag_by_user, as many as there are) are ranked in their
+    groups and the first of each kept.
     """
-    qs = session_list(user=user, archived=archived, tag=tag, with_tags=True).annotate(
-        group_key=_sidebar_group_key(),
-        group_rank=Window(
-            RowNumber(),
-            partition_by=[_sidebar_group_key()],
-            order_by=[F("pinned").desc(), F("activity_at").desc(), F("id").desc()],
-        ),
-    )
-    return list(qs.filter(group_rank__lte=per_group))
+    per_group = max(per_group, 0)
+    if tag in (None, ""):
+        first = _sidebar_first_ids(user=user, per_group=per_group, archived=bool(archived))
+        # By primary key alone: with the user's filters beside it, the database may read
+        # every one of the user's conversations to find these.
+        qs = (
+            ChatSession.objects.filter(pk__in=first)
+            .select_related("model", "run")
+            .prefetch_related(tags_prefetch())
+            .order_by("-pinned", "-activity_at", "-id")
+            .annotate(group_key=_sidebar_group_key())
+        )
+    else:
+        qs = session_list(user=user, archived=archived, tag=tag, with_tags=True).annotate(
+            group_key=_sidebar_group_key(),
+            group_rank=Window(
+                RowNumber(),
+                partition_by=[_sidebar_group_key()],
+                order_by=[F("pinned").desc(), F("activity_at").desc(), F("id").desc()],
+            ),
+        )
+        qs = qs.filter(group_rank__lte=per_group)
+    return list(qs)
 
 
 def sidebar_group_page(
@@ -267,8 +331,9 @@ def sidebar_group_page(
 ) -> tuple[list, bool]:
     """Return one further page of a sidebar group (general, detached or model-<id>).
 
-    With ``tag``, of the group's sessions carrying that tag; each session's tags are
-    prefetched.
+    In sidebar order, read off the group's index (session_sidebar_group or
+    session_sidebar_detached). With ``tag``, of the group's sessions carrying that tag;
+    each session's tags are prefetched.
     """
     filters = {"user": user, "archived": archived, "tag": tag, "with_tags": True}
     if (
@@ -279,7 +344,12 @@ def sidebar_group_page(
         raise DomainError(
             f"offset must be an integer from 0 to {SIDEBAR_OFFSET_MAX}.", field="offset"
         )
-    if group in (Context.GENERAL, Context.DETACHED):
+    if group == Context.GENERAL:
+        # model_id, NULL throughout, leads the order as in _sidebar_first_ids: the page is
+        # read off session_sidebar_group, never found among the other groups' sessions.
+        qs = session_list(context=group, **filters)
+        qs = qs.order_by("model_id", "-pinned", "-activity_at", "-id")
+    elif group == Context.DETACHED:
         qs = session_list(context=group, **filters)
     elif group.startswith("model-"):
         qs = session_list(model_id=group.removeprefix("model-"), **filters)
