@@ -15,6 +15,8 @@ urlpatterns = [
         name="message",
     ),
     path("c/<uuid:session_id>/rename", views.session_rename, name="rename"),
+    path("c/<uuid:session_id>/tags", views.session_tags, name="tags"),
+    path("c/<uuid:session_id>/item", views.session_item, name="item"),
     path("c/<uuid:session_id>/pin", views.session_pin, name="pin"),
     path("c/<uuid:session_id>/archive", views.session_archive, name="archive"),
     path("c/<uuid:session_id>/delete", views.session_delete, name="delete"),

@@ -121,9 +121,31 @@ def _model_facts(model: Model) -> list[tuple[str, str]]:
     return facts
 
 
-def sidebar_context(user, *, archived: bool = False) -> dict:
-    """Return the template context of the sidebar groups (two queries whatever the size)."""
-    sessions = selectors.sidebar_sessions(user=user, archived=archived)
+def _tag_param(request, *, lenient: bool = False) -> str | None:
+    """Return the sidebar's tag filter (``tag`` in the query, or in the form an htmx write
+    sends), as a tag name is stored; None when there is none.
+
+    A malformed one is the 400 page (``domain_errors``), or with ``lenient`` (a page's
+    address) no filter.
+    """
+    raw = request.POST.get("tag") if request.method == "POST" else None
+    raw = raw if raw is not None else request.GET.get("tag")
+    if not raw:
+        return None
+    try:
+        return selectors.parse_tag(raw)
+    except DomainError:
+        if lenient:
+            return None
+        raise
+
+
+def sidebar_context(user, *, archived: bool = False, tag: str | None = None) -> dict:
+    """Return the template context of the sidebar groups, filtered by ``tag`` when given.
+
+    Four queries whatever the size: the sessions, their tags, the models, the tag counts.
+    """
+    sessions = selectors.sidebar_sessions(user=user, archived=archived, tag=tag)
     models = list(model_selectors.model_list(user=user).only("id", "name"))
     by_key: dict[int, list] = {}
     for session in sessions:
@@ -152,7 +174,21 @@ def sidebar_context(user, *, archived: bool = False) -> dict:
     for group in groups:
         group["has_more"] = len(group["sessions"]) >= page
         group["next_offset"] = page
-    return {"groups": groups, "archived": archived}
+    tags = selectors.tag_counts(user=user, archived=archived)
+    if tag and not any(t["name"] == tag for t in tags):
+        # Filtered by a name no conversation carries (any more): still the one selected.
+        tags = sorted([*tags, {"name": tag, "count": 0}], key=lambda t: t["name"])
+    view = {"archived": "1"} if archived else {}
+    return {
+        "groups": groups,
+        "archived": archived,
+        "tag": tag or "",
+        "tag_counts": tags,
+        "has_sessions": bool(sessions),
+        # The query of this view of the sidebar, unfiltered and filtered by tag.
+        "view_query": urlencode(view),
+        "tag_query": urlencode({**view, "tag": tag}) if tag else urlencode(view),
+    }
 
 
 def _markdown_rules() -> str:
@@ -188,7 +224,7 @@ def _chat_page(request, *, session=None, model=None, run=None):
         "current_id": str(session.pk) if session else "",
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
         "markdown_rules": _markdown_rules(),
-        **sidebar_context(request.user),
+        **sidebar_context(request.user, tag=_tag_param(request, lenient=True)),
     }
     return render(request, "chat/chat.html", context)
 
@@ -286,10 +322,12 @@ def message_detail(request, session_id, message_id):
 
 @login_required
 @require_GET
+@domain_errors
 def sidebar(request):
-    """Return the sidebar groups (after a new conversation, or to show the archive)."""
+    """Return the sidebar groups (after a new conversation, to show the archive, or the
+    conversations carrying the tag ``?tag=``)."""
     archived = request.GET.get("archived") == "1"
-    context = sidebar_context(request.user, archived=archived)
+    context = sidebar_context(request.user, archived=archived, tag=_tag_param(request))
     context["current_id"] = _current_session_id(request)
     return render(request, "chat/partials/_sidebar_groups.html", context)
 
@@ -302,8 +340,9 @@ def sidebar_more(request):
     offset = _offset_param(request)
     archived = request.GET.get("archived") == "1"
     group = request.GET.get("group", "")
+    tag = _tag_param(request)
     sessions, has_more = selectors.sidebar_group_page(
-        user=request.user, group=group, offset=offset, archived=archived
+        user=request.user, group=group, offset=offset, archived=archived, tag=tag
     )
     return render(
         request,
@@ -312,6 +351,8 @@ def sidebar_more(request):
             "sessions": sessions,
             "group": {"key": group, "has_more": has_more, "next_offset": offset + len(sessions)},
             "archived": archived,
+            "tag": tag or "",
+            "current_id": _current_session_id(request),
         },
     )
 
@@ -332,18 +373,23 @@ def _highlight(snippet: str, query: str) -> list[tuple[str, bool]]:
 
 @login_required
 @require_GET
+@domain_errors
 def search(request):
-    """Return the conversations matching ``q`` with a snippet around the match."""
+    """Return the conversations matching ``q`` with a snippet around the match (of those
+    carrying the tag ``?tag=``, when the sidebar is filtered by one)."""
     query = " ".join(clean_text(request.GET.get("q", "")).split())
     query = query[: selectors.SEARCH_QUERY_MAX_CHARS]
+    tag = _tag_param(request)
     results = []
     if query:
         sessions, _ = selectors.session_search(
-            user=request.user, query=query, archived=None, limit=SEARCH_RESULTS
+            user=request.user, query=query, archived=None, tag=tag, limit=SEARCH_RESULTS
         )
         results = [{"session": s, "snippet": _highlight(s.snippet, query)} for s in sessions]
     return render(
-        request, "chat/partials/_search_results.html", {"query": query, "results": results}
+        request,
+        "chat/partials/_search_results.html",
+        {"query": query, "results": results, "tag": tag or ""},
     )
 
 
@@ -358,9 +404,25 @@ def _after_write(request, session=None):
     """Answer an htmx write with the refreshed sidebar; a plain form post with a redirect."""
     if not request.htmx:
         return redirect(session.get_absolute_url() if session else "chat:new")
-    context = sidebar_context(request.user, archived=request.POST.get("archived_view") == "1")
+    context = sidebar_context(
+        request.user,
+        archived=request.POST.get("archived_view") == "1",
+        tag=_tag_param(request, lenient=True),
+    )
     context["current_id"] = _current_session_id(request)
     return render(request, "chat/partials/_sidebar_groups.html", context)
+
+
+def _item(request, session):
+    """Render one conversation's sidebar item (after a rename or a change of its tags), its
+    link carrying the list's tag filter (sent along by the form: hx-include)."""
+    context = {
+        "session": session,
+        "current_id": _current_session_id(request),
+        "archived": session.archived,
+        "tag": _tag_param(request, lenient=True) or "",
+    }
+    return render(request, "chat/partials/_session_item.html", context)
 
 
 @login_required
@@ -380,11 +442,7 @@ def session_rename(request, session_id):
         else:
             if not request.htmx:
                 return redirect(session.get_absolute_url())
-            return render(
-                request,
-                "chat/partials/_session_item.html",
-                {"session": session, "current_id": _current_session_id(request)},
-            )
+            return _item(request, session)
     return render(
         request,
         "chat/partials/_rename_form.html",
@@ -392,6 +450,65 @@ def session_rename(request, session_id):
         # htmx swaps only 2xx answers: the form with its error must be one of them.
         status=400 if error and not request.htmx else 200,
     )
+
+
+def _tags_wanted(request) -> list[str]:
+    """Return the tags a tags form asks for: the ones it kept, then the ones typed in
+    ``add`` (several separated by commas), each as typed: the service reads and checks
+    them."""
+    wanted = request.POST.getlist("tags")
+    wanted += [name for name in request.POST.get("add", "").split(",") if name.strip()]
+    return wanted
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@domain_errors
+def session_tags(request, session_id):
+    """GET: the inline tags form; POST: store the tags it holds and return the item.
+
+    The form posts the whole list (the tags kept, and the ones added), which replaces the
+    conversation's; refused input is said in the form, with what was typed, and changes
+    nothing.
+    """
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    tags, adding, error = session.tag_names(), "", ""
+    if request.method == "POST":
+        try:
+            session = services.conversation_update(
+                user=request.user, session_id=session.pk, tags=_tags_wanted(request)
+            )
+        except DomainError as exc:
+            error = exc.message
+            tags = [name for name in request.POST.getlist("tags") if name]
+            adding = request.POST.get("add", "")
+        else:
+            if not request.htmx:
+                return redirect(session.get_absolute_url())
+            return _item(request, session)
+    return render(
+        request,
+        "chat/partials/_tags_form.html",
+        {
+            "session": session,
+            "tags": tags,
+            "adding": adding,
+            "error": error,
+            "tags_max": services.TAGS_MAX,
+            "tag_max_chars": selectors.TAG_MAX_CHARS,
+        },
+        # htmx swaps only 2xx answers: the form with its error must be one of them.
+        status=400 if error and not request.htmx else 200,
+    )
+
+
+@login_required
+@require_GET
+@domain_errors
+def session_item(request, session_id):
+    """Return one conversation's sidebar item (an inline form cancelled)."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    return _item(request, session)
 
 
 @login_required

@@ -1,6 +1,6 @@
 // Parlor page behaviour that is not the chat stream: the phone drawer, the search box,
-// the item menus and inline rename, keyboard shortcuts, and the sidebar's scroll
-// position, highlight and focus across htmx refreshes. No inline handlers anywhere:
+// the item menus, inline rename and tags, keyboard shortcuts, the sidebar's scroll
+// position, highlight and focus across htmx refreshes, and the signed-out notice. No inline handlers anywhere:
 // the CSP forbids them.
 (function () {
   "use strict";
@@ -98,11 +98,24 @@
     return true;
   }
 
+  // An inline form's Cancel: htmx wires the controls of swapped-in content only when it
+  // settles (20 ms later), so a key pressed at once would click a button that does nothing.
+  function cancelForm(form, selector) {
+    const cancel = form.querySelector(selector);
+    if (!cancel) return;
+    if (window.htmx) window.htmx.process(form);
+    cancel.click();
+  }
+
   function escape(event) {
     const target = event.target instanceof Element ? event.target : null;
+    const tagsForm = target && target.closest(".tags-form");
+    if (tagsForm) {
+      cancelForm(tagsForm, "[data-tags-cancel]");
+      return;
+    }
     if (target && target.matches("[data-rename-input]")) {
-      const cancel = target.form.querySelector("[data-rename-cancel]");
-      if (cancel) cancel.click();
+      cancelForm(target.form, "[data-rename-cancel]");
       return;
     }
     if (document.querySelector("details.item-menu[open]")) {
@@ -238,6 +251,79 @@
     if (composer) composer.focus();
   });
 
+  // ---------- Tags: the inline form of an item, and the list's tag filter ----------
+
+  let pendingTags = null; // the item whose tags form opened, or was sent or cancelled
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const source = event.detail.elt;
+    if (!(source instanceof Element)) return;
+    if (source.matches("[data-tags-open]") || source.closest(".tags-form")) {
+      const item = source.closest(".session-item");
+      pendingTags = item ? item.dataset.sessionId : null;
+    }
+  });
+
+  // The form open (just opened, or back with its error): its field has the focus. The
+  // item back (saved or cancelled): its Actions button, where the person started.
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!pendingTags) return;
+    const item = document.getElementById("s-" + pendingTags);
+    pendingTags = null;
+    if (!item) return;
+    const input = item.querySelector("[data-tags-input]");
+    if (input) {
+      input.focus();
+      input.setSelectionRange(input.value.length, input.value.length);
+      return;
+    }
+    const actions = item.querySelector(".item-menu summary");
+    if (actions) actions.focus();
+  });
+
+  // A tag removed in the form goes from it at once; Save stores what the form holds.
+  document.addEventListener("click", function (event) {
+    const target = event.target instanceof Element ? event.target : null;
+    const remove = target && target.closest("[data-tag-remove]");
+    if (!remove) return;
+    const chip = remove.closest(".tag-chip");
+    const form = remove.closest(".tags-form");
+    if (!chip || !form) return;
+    const name = chip.querySelector(".tag-chip-name").textContent;
+    const neighbour = chip.nextElementSibling || chip.previousElementSibling;
+    const list = chip.parentElement;
+    chip.remove();
+    if (!list.querySelector(".tag-chip")) {
+      const none = document.createElement("li");
+      none.className = "tags-none";
+      none.textContent = "No tags left.";
+      list.appendChild(none);
+    }
+    const status = form.querySelector("[data-tags-status]");
+    if (status) status.textContent = "Removed “" + name + "”. Save to keep the change.";
+    const next = (neighbour && neighbour.querySelector("[data-tag-remove]")) || form.querySelector("[data-tags-input]");
+    if (next) next.focus();
+  });
+
+  // The list swapped under the focus (the tag filter chosen or cleared): the focus goes
+  // back to the same control, or to the filter when the Clear button went away.
+  let focusedInList = null;
+
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const target = event.detail.target;
+    const active = document.activeElement;
+    focusedInList =
+      target && target.id === "session-groups" && active && active.id && target.contains(active) ? active.id : null;
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!focusedInList) return;
+    const id = focusedInList;
+    focusedInList = null;
+    const again = document.getElementById(id) || (id === "tag-filter-clear" && document.getElementById("tag-filter"));
+    if (again && document.activeElement !== again) again.focus();
+  });
+
   // ---------- Signed out ----------
 
   // The 401 that says so is expected and handled (by the notice below): not an error
@@ -264,6 +350,7 @@
       link.href = region.dataset.loginUrl + "?next=" + encodeURIComponent(location.pathname + location.search);
     }
     pendingAction = null; // the action failed: no answer will hand the focus back
+    pendingTags = null;
     // Someone acting in the sidebar (whose action just failed) goes on from the link;
     // someone typing in the composer is not interrupted (role="alert" tells them).
     const active = document.activeElement;

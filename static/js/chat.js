@@ -533,8 +533,9 @@
     sidebarTimer = window.setTimeout(function () {
       if (!state.online || state.signedOut) return;
       const groups = document.getElementById("session-groups");
-      // A rename in progress would be lost by a refresh; the next one catches up.
-      if (!groups || !window.htmx || groups.querySelector(".renaming")) return;
+      // A rename or tags form in progress would be lost by a refresh; the next one
+      // catches up.
+      if (!groups || !window.htmx || groups.querySelector(".renaming, .tagging")) return;
       window.htmx.trigger(groups, "refresh");
     }, 300);
   }

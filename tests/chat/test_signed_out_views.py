@@ -36,6 +36,8 @@ def test_htmx_requests_of_a_signed_out_person_get_a_401_notice_with_next(client,
         ("post", f"/c/{session.pk}/rename"),
         ("post", f"/c/{session.pk}/pin"),
         ("post", f"/c/{session.pk}/delete"),
+        ("get", f"/c/{session.pk}/tags"),
+        ("post", f"/c/{session.pk}/tags"),
         ("get", "/signed-in"),
     ]:
         response = getattr(client, method)(url, HTTP_HX_CURRENT_URL=page, **HTMX)
