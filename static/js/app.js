@@ -253,7 +253,10 @@
 
   // ---------- Tags: the inline form of an item, and the list's tag filter ----------
 
-  let pendingTags = null; // the item whose tags form opened, or was sent or cancelled
+  // The item whose tags form opened, or was sent or cancelled, and that request: the
+  // focus moves when that request's answer settles, not an earlier one's.
+  let pendingTags = null;
+  let pendingTagsXhr = null;
 
   document.addEventListener("htmx:beforeRequest", function (event) {
     const source = event.detail.elt;
@@ -261,15 +264,17 @@
     if (source.matches("[data-tags-open]") || source.closest(".tags-form")) {
       const item = source.closest(".session-item");
       pendingTags = item ? item.dataset.sessionId : null;
+      pendingTagsXhr = event.detail.xhr || null;
     }
   });
 
   // The form open (just opened, or back with its error): its field has the focus. The
   // item back (saved or cancelled): its Actions button, where the person started.
-  document.addEventListener("htmx:afterSettle", function () {
-    if (!pendingTags) return;
+  document.addEventListener("htmx:afterSettle", function (event) {
+    if (!pendingTags || (pendingTagsXhr && event.detail.xhr !== pendingTagsXhr)) return;
     const item = document.getElementById("s-" + pendingTags);
     pendingTags = null;
+    pendingTagsXhr = null;
     if (!item) return;
     const input = item.querySelector("[data-tags-input]");
     if (input) {

@@ -525,20 +525,35 @@
   }
 
   // Refresh the sidebar soon (several reasons at once make one request), if the
-  // connection is up: when it comes back, it is refreshed anyway.
+  // connection is up: when it comes back, it is refreshed anyway. While the person is
+  // using it (an item's menu open, a rename or tags form), the refresh waits: swapping
+  // the list would close the menu or lose the form under their hands.
   let sidebarTimer = 0;
+  const SIDEBAR_BUSY = ".renaming, .tagging, details.item-menu[open]";
 
-  function refreshSidebar() {
+  function refreshSidebar(delay) {
     window.clearTimeout(sidebarTimer);
     sidebarTimer = window.setTimeout(function () {
       if (!state.online || state.signedOut) return;
       const groups = document.getElementById("session-groups");
-      // A rename or tags form in progress would be lost by a refresh; the next one
-      // catches up.
-      if (!groups || !window.htmx || groups.querySelector(".renaming, .tagging")) return;
+      if (!groups || !window.htmx) return;
+      if (groups.querySelector(SIDEBAR_BUSY)) {
+        refreshSidebar(1000);
+        return;
+      }
       window.htmx.trigger(groups, "refresh");
-    }, 300);
+    }, delay || 300);
   }
+
+  // A refresh that answers after the person began to use the list is not swapped in;
+  // it is asked again once they are done. (Their own writes, sent from an item, swap.)
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    const groups = event.detail.elt;
+    if (!(groups instanceof Element) || groups.id !== "session-groups") return;
+    if (event.detail.target !== groups || !groups.querySelector(SIDEBAR_BUSY)) return;
+    event.detail.shouldSwap = false;
+    refreshSidebar(1000);
+  });
 
   function streamingNow() {
     return Boolean(list.querySelector(".msg-assistant.streaming"));

@@ -290,6 +290,15 @@ class Page:
             "() => !document.querySelector('.msg-assistant.streaming')", timeout=timeout
         )
 
+    def settled(self, timeout: float = 5_000) -> None:
+        """Wait until htmx has no request in flight and has wired what it swapped in: it
+        wires new content when it settles (20 ms after the swap), and a click before that
+        does nothing."""
+        self.page.wait_for_function(
+            "() => !document.querySelector('.htmx-request, .htmx-swapping, .htmx-settling')",
+            timeout=timeout,
+        )
+
     def screenshot_to(self, name: str) -> Path:
         path = ARTIFACTS / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=False)

@@ -31,6 +31,7 @@ def converse(page, text: str) -> str:
     page.wait_idle()
     session_id = re.search(UUID, page.url).group(0)
     expect(page.locator(f"#s-{session_id}")).to_be_attached()
+    page.settled()
     return session_id
 
 
@@ -39,6 +40,7 @@ def item(page, session_id):
 
 
 def open_tags_form(page, session_id):
+    page.settled()
     page.locator(f"#s-{session_id} .item-menu summary").click()
     item(page, session_id).get_by_role("button", name="Edit tags").click()
     field = item(page, session_id).get_by_label("Add tags")
@@ -148,6 +150,7 @@ def test_tags_by_keyboard_alone(open_page):
     page.keyboard.press("Enter")  # opens the menu
     edit = item(page, session_id).get_by_role("button", name="Edit tags")
     expect(edit).to_be_visible()
+    page.settled()
     edit.focus()
     page.keyboard.press("Enter")
     field = item(page, session_id).get_by_label("Add tags")
