@@ -12,6 +12,7 @@ which closes its connections and exits. SIGINT does the same with no grace.
 import logging
 import os
 import signal
+import sys
 import threading
 
 from django.conf import settings
@@ -38,6 +39,15 @@ def serve() -> None:
         if _state["serving"]:
             return
         _state["serving"] = True
+    if settings.STREAMING_SWITCH_INTERVAL > 0:
+        # The loop and the database threads pass the interpreter to each other on every
+        # query: Python's 5 ms default keeps a query's answer waiting behind the loop.
+        sys.setswitchinterval(settings.STREAMING_SWITCH_INTERVAL)
+    logger.info(
+        "streaming: serving, %d database threads, thread switch every %g ms",
+        settings.STREAMING_DB_THREADS,
+        sys.getswitchinterval() * 1000,
+    )
     _install_signal_handlers(engine)
 
 

@@ -86,6 +86,8 @@ async def test_sigterm_mid_reply_keeps_what_was_read_tells_the_tab_and_restarts_
         stopped_at = time.monotonic()
         tail = await collect(ws, timeout=15)
         await ws.close()
+    # Serving, with the interpreter's thread switch at STREAMING_SWITCH_INTERVAL.
+    assert "thread switch every 0.5 ms" in server.output()
     assert (tail[-1]["type"], tail[-1]["code"], tail[-1]["message"]) == (
         "error",
         "interrupted",
