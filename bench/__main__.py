@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -404,7 +405,9 @@ class Run:
             client.flushdb()
         except Exception as exc:  # noqa: BLE001
             return {"skipped": f"Redis at {self.args.redis_url} unavailable: {exc}"}
-        _, tokens = make_tokens(1, "bench-workers")
+        # 50 users, one per client: one user's 50 sends at once would take turns on
+        # their row lock whatever the number of workers.
+        _, tokens = make_tokens(50, "bench-workers")
         one, one_base = self.start_server("server_1w_redis", redis_url=self.args.redis_url)
         two = None
         try:
@@ -423,19 +426,74 @@ class Run:
                     n50=self.args.n50,
                     warmup_n=self.args.warmup_n,
                     leg_seconds=self.args.workers_leg_seconds,
+                    users=tokens,
                     log=log,
                 )
             )
             out["redis_url"] = self.args.redis_url
             out["worker_pids"] = workers
-            return out
         finally:
             for name, child in (("server_1w_redis", one), ("server_2w_redis", two)):
                 if child is not None:
                     self._server_log(name, child)
                     child.stop()
+        try:
+            out["behind_nginx"] = self.workers_behind_nginx(tokens)
+        finally:
             with contextlib.suppress(Exception):
                 client.flushdb()
+        return out
+
+    def workers_behind_nginx(self, tokens: list[str]) -> dict:
+        """The same legs through the production recipe: deploy/serve_prod.py, nginx in
+        front of one worker and of two (SPEC 4.6, issue 12)."""
+        from bench import relay
+
+        nginx = os.environ.get("PARLOR_NGINX") or shutil.which("nginx")
+        if not nginx:
+            return {"skipped": "nginx not installed (scripts/ensure-nginx.sh installs it)"}
+        env = self.procs.server_env(
+            database_url=self.database_url,
+            llm_url=self.upstream_url,
+            redis_url=self.args.redis_url,
+            settings=self.args.settings,
+            extra={"PARLOR_NGINX": nginx},
+        )
+        started = []
+        try:
+            one, one_base, one_pids = self.procs.start_behind_nginx(
+                "nginx_1w", self.workdir, env, workers=1
+            )
+            started.append(("nginx_1w", one))
+            two, two_base, two_pids = self.procs.start_behind_nginx(
+                "nginx_2w", self.workdir, env, workers=2
+            )
+            started.append(("nginx_2w", two))
+            log(f"behind nginx: one worker at {one_base}, two at {two_base}")
+            out = asyncio.run(
+                relay.workers_phase(
+                    one=(one_base, one.pid),
+                    two=(two_base, two.pid, two_pids),
+                    token=tokens[0],
+                    upstream_url=self.upstream_url,
+                    upstream_pid=self.upstream.pid,
+                    rounds=self.args.rounds,
+                    n50=self.args.n50,
+                    warmup_n=self.args.warmup_n,
+                    leg_seconds=self.args.workers_leg_seconds,
+                    users=tokens,
+                    log=log,
+                )
+            )
+            out["worker_pids"] = two_pids
+            out["server_cpu_includes"] = "nginx, the workers and serve_prod.py"
+            return out
+        except RuntimeError as exc:
+            return {"failed": True, "error": str(exc)[-500:]}
+        finally:
+            for name, child in started:
+                self._server_log(name, child)
+                child.stop()
 
     def _server_log(self, name, child):
         """Keep the server's warnings and errors (the first and last lines) in the report."""

@@ -200,6 +200,7 @@ async def closed_loop(
     title_settle: float = 1.0,
     max_seconds: float | None = None,
     conversations: list[str] | None = None,
+    identities: list[dict] | None = None,
 ) -> dict:
     """Run one closed-loop load and return its summary (see the module docstring).
 
@@ -207,6 +208,8 @@ async def closed_loop(
     (those in flight finish): a slow server gets fewer requests, not a longer run.
     ``conversations``: existing conversations for the slots (``reuse_conversations``),
     made with ``create_conversations``, instead of new ones made before timing.
+    ``identities``: headers (a user's token) that the requests in flight take one each,
+    so that ``concurrency`` clients are as many users; by default all share ``headers``.
     """
     all_headers = {"Content-Type": "application/json"}
     all_headers.update(headers or {})
@@ -240,16 +243,21 @@ async def closed_loop(
 
         deadline = None
 
+        who: asyncio.Queue = asyncio.Queue()
+        for extra in identities or ():
+            who.put_nowait({**all_headers, **extra})
+
         async def worker():
             async with sem:
                 if deadline is not None and time.perf_counter() > deadline:
                     return
                 conv = await convs.get() if reuse_conversations else None
+                sender = await who.get() if identities else all_headers
                 results.append(
-                    await one_request(
-                        session, url, all_headers, body, client_timeout, protocol, conv
-                    )
+                    await one_request(session, url, sender, body, client_timeout, protocol, conv)
                 )
+                if identities:
+                    who.put_nowait(sender)
                 if conv:
                     convs.put_nowait(conv)
 

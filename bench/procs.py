@@ -8,6 +8,7 @@ interpreter exit.
 
 import atexit
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -227,6 +228,50 @@ def start_server(
         while time.monotonic() < deadline and len(worker_pids(child)) < workers:
             time.sleep(0.2)
     return child, base
+
+
+def start_behind_nginx(
+    name: str, workdir: Path, env: dict, *, workers: int, timeout: float = 90.0
+) -> tuple[Child, str, list[int]]:
+    """Start ``deploy/serve_prod.py`` (nginx in front of ``workers`` uvicorn workers, the
+    production recipe); return it, nginx's base URL and the workers' pids once every
+    worker is up and ``/healthz`` answers through nginx. Needs nginx (PARLOR_NGINX or on
+    the PATH; scripts/ensure-nginx.sh installs it), PostgreSQL and Redis."""
+    port = free_port()
+    ports = [free_port() for _ in range(workers)]
+    state = workdir / f"{name}.state.json"
+    argv = [
+        sys.executable,
+        str(ROOT / "deploy" / "serve_prod.py"),
+        f"--port={port}",
+        f"--workers={workers}",
+        "--worker-ports=" + ",".join(map(str, ports)),
+        "--no-collectstatic",
+        f"--state-file={state}",
+    ]
+    child = Child(name, argv, env, workdir / f"{name}.log")
+    base = f"http://{HOST}:{port}"
+    deadline = time.monotonic() + timeout
+    try:
+        pids: list[int] = []
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError, ValueError):
+                up = json.loads(state.read_text())["workers"]
+                if len(up) == workers and all(w["running"] for w in up):
+                    pids = [w["pid"] for w in up]
+                    break
+            if not child.alive():
+                raise RuntimeError(
+                    f"{name} exited with {child.proc.returncode}:\n{child.log_tail()}"
+                )
+            time.sleep(0.2)
+        if not pids:
+            raise RuntimeError(f"{name}: its workers were not up within {timeout:g} s")
+        child.wait_http(f"{base}/healthz", max(deadline - time.monotonic(), 5.0))
+    except Exception:
+        child.stop()
+        raise
+    return child, base, pids
 
 
 def worker_pids(child: Child) -> list[int]:

@@ -34,7 +34,16 @@ KEYS = (
     "chunks_per_req_mean",
     "session_event_ms_p50",
     "session_event_ms_p95",
+    "machine_cpu_busy",
 )
+
+
+def machine_cpu() -> tuple[int, int]:
+    """The machine's busy and total CPU time so far, in jiffies (``/proc/stat``)."""
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
 
 
 def median(values):
@@ -221,12 +230,18 @@ async def workers_phase(
     n50: int,
     warmup_n: int,
     leg_seconds: float | None = None,
+    users: list[str] | None = None,
     log=print,
 ) -> dict:
-    """The same 50-client SSE load (new conversations) on one worker and on two."""
+    """The same 50-client SSE load (new conversations) on one worker and on two.
+
+    ``users``: a token per user, the clients sending as that many users (a user's sends
+    take turns on their row lock, in whichever worker); by default all send as ``token``'s.
+    """
     one_base, one_pid = one
     two_base, two_pid, two_workers = two
     auth = {"Authorization": f"Bearer {token}"}
+    identities = [{"Authorization": f"Bearer {t}"} for t in users] if users else None
     direct = dict(
         url=f"{upstream_url}/chat/completions",
         protocol="openai",
@@ -244,6 +259,7 @@ async def workers_phase(
             requests=n50,
             watch={"server": pid, "upstream": upstream_pid},
             max_seconds=leg_seconds,
+            identities=identities,
         )
 
     skip: dict = {}
@@ -259,7 +275,13 @@ async def workers_phase(
         ):
             before = {p: loadclient.process_cpu_s(p) for p in two_workers}
             started = time.perf_counter()
+            busy0, total0 = machine_cpu()
             result = await run_leg(label, skip, **kwargs)
+            busy1, total1 = machine_cpu()
+            # How much of the machine the leg used (load client, upstream and servers
+            # share its cores): near 1, a second worker has no core to run on.
+            if total1 > total0:
+                result["machine_cpu_busy"] = round((busy1 - busy0) / (total1 - total0), 3)
             runs[label].append(result)
             if label == "two_workers_c50":
                 used = [loadclient.process_cpu_s(p) - before[p] for p in two_workers]
@@ -273,7 +295,7 @@ async def workers_phase(
     two_agg = aggregate(runs["two_workers_c50"])
     two_agg.update(versus(two_agg, d))
     two_agg["cpu_share_by_worker_per_round"] = split_rounds
-    out = {"direct": d, "one_worker": one_agg, "two_workers": two_agg}
+    out = {"direct": d, "one_worker": one_agg, "two_workers": two_agg, "users": len(users or [0])}
     if not one_agg.get("failed") and not two_agg.get("failed") and one_agg["tokens_per_s"]:
         out["two_over_one_tokens_per_s"] = round(
             two_agg["tokens_per_s"] / one_agg["tokens_per_s"], 3

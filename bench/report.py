@@ -192,40 +192,10 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
 
     workers = results.get("workers")
     if workers is not None:
-        failure = _failed(workers)
-        if failure:
-            add("Two workers (Redis, PostgreSQL)", failure)
-        else:
-            one, two = workers.get("one_worker", {}), workers.get("two_workers", {})
-            ratio = workers.get("two_over_one_tokens_per_s")
-            for name, leg in (("one worker", one), ("two workers", two)):
-                if leg.get("errors") and not leg.get("failed"):
-                    add(
-                        f"SSE 50 clients, {name}: failed requests",
-                        f"{leg['errors']}: {'; '.join(leg.get('error_samples', []))[:160]}",
-                        met=False,
-                    )
-            if one.get("failed") or two.get("failed"):
-                add(
-                    "Two workers / one, 50 clients",
-                    f"FAILED: {str(one.get('error') or two.get('error'))[:160]}",
-                )
-            else:
-                add(
-                    "SSE 50 clients, one / two workers (Redis): tokens/s",
-                    f"{_n(one.get('tokens_per_s'))} / {_n(two.get('tokens_per_s'))}",
-                    _n(g(workers, "direct", "tokens_per_s")),
-                    f"two/one ×{_n(ratio, 3)}",
-                    f"≥ ×{TWO_OVER_ONE:g}",
-                    ratio is not None and ratio >= TWO_OVER_ONE,
-                )
-                add(
-                    "SSE 50 clients, one / two workers: TTFT p50, CPU per reply",
-                    f"{_n(one.get('ttft_ms_p50'))} / {_n(two.get('ttft_ms_p50'))} ms; "
-                    f"{_n(g(one, 'cpu_ms_per_req', 'server'))} / "
-                    f"{_n(g(two, 'cpu_ms_per_req', 'server'))} ms",
-                    _n(g(workers, "direct", "ttft_ms_p50"), 1, " ms"),
-                )
+        _workers_rows(add, workers, "uvicorn --workers, Redis")
+        nginx = workers.get("behind_nginx")
+        if nginx is not None:
+            _workers_rows(add, nginx, "behind nginx, Redis")
 
     pages = results.get("pages")
     if pages is not None:
@@ -355,3 +325,46 @@ def table(results: dict, args) -> str:
             f"{row['target']} | {_met(row['met'])} |"
         )
     return "\n".join(lines)
+
+
+def _workers_rows(add, workers: dict, how: str) -> None:
+    """The rows of one/two-worker legs (``relay.workers_phase``'s result), served ``how``."""
+    failure = _failed(workers)
+    if failure:
+        add(f"Two workers ({how})", failure)
+        return
+    one, two = workers.get("one_worker", {}), workers.get("two_workers", {})
+    ratio = workers.get("two_over_one_tokens_per_s")
+    for name, leg in (("one worker", one), ("two workers", two)):
+        if leg.get("errors") and not leg.get("failed"):
+            add(
+                f"SSE 50 clients, {name} ({how}): failed requests",
+                f"{leg['errors']}: {'; '.join(leg.get('error_samples', []))[:160]}",
+                met=False,
+            )
+    if one.get("failed") or two.get("failed"):
+        add(
+            f"Two workers / one, 50 clients ({how})",
+            f"FAILED: {str(one.get('error') or two.get('error'))[:160]}",
+        )
+        return
+    add(
+        f"SSE 50 clients, one / two workers ({how}): tokens/s",
+        f"{_n(one.get('tokens_per_s'))} / {_n(two.get('tokens_per_s'))}",
+        _n(g(workers, "direct", "tokens_per_s")),
+        f"two/one ×{_n(ratio, 3)}",
+        f"≥ ×{TWO_OVER_ONE:g}",
+        ratio is not None and ratio >= TWO_OVER_ONE,
+    )
+    add(
+        f"SSE 50 clients, one / two workers ({how}): TTFT p50, CPU per reply, machine busy",
+        f"{_n(one.get('ttft_ms_p50'))} / {_n(two.get('ttft_ms_p50'))} ms; "
+        f"{_n(g(one, 'cpu_ms_per_req', 'server'))} / "
+        f"{_n(g(two, 'cpu_ms_per_req', 'server'))} ms; "
+        f"{_percent(one.get('machine_cpu_busy'))} / {_percent(two.get('machine_cpu_busy'))}",
+        _n(g(workers, "direct", "ttft_ms_p50"), 1, " ms"),
+    )
+
+
+def _percent(fraction) -> str:
+    return "—" if fraction is None else f"{fraction * 100:.0f} %"
