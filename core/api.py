@@ -41,6 +41,8 @@ ERROR_DESCRIPTIONS = {
     409: "A reply is still being written in this conversation (generation_in_progress).",
     413: "The request body is too large.",
     429: "Rate limited; Retry-After says when to try again.",
+    501: "Not available from this server.",
+    503: "The server is shutting down; try again.",
 }
 
 

@@ -245,6 +245,8 @@ class ChatStreamDocsView(APIView):
                 404,
                 409,
                 429,
+                501,
+                503,
                 descriptions={
                     400: (
                         "Invalid input: malformed JSON (invalid_json), unknown fields or wrong "
@@ -261,6 +263,14 @@ class ChatStreamDocsView(APIView):
                         "(generation_in_progress)."
                     ),
                     429: "Sending too fast (rate_limited); Retry-After says when to try again.",
+                    501: (
+                        "Served through WSGI, where a response cannot stream "
+                        "(not_implemented): serve Parlor with an ASGI server."
+                    ),
+                    503: (
+                        "This server process is shutting down (draining): nothing was "
+                        "stored; send again (a load balancer retries another process)."
+                    ),
                 },
             ),
         },

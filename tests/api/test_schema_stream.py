@@ -20,6 +20,7 @@ from rest_framework.test import APIClient
 from accounts.tokens import token_issue
 from chat import streaming
 from chat.api.schema import EXAMPLE_STREAM, PATH
+from chat.streaming import lifecycle
 from tests.chat.conftest import dev_llm, dev_llm_server  # noqa: F401 (fixtures)
 from tests.factories import ModelFactory, RunFactory, TradeFactory, UserFactory
 
@@ -112,9 +113,10 @@ def test_the_schema_documents_the_stream_request_auth_and_responses():
     assert "CSRF" in operation["description"]
 
     responses = operation["responses"]
-    assert set(responses) == {"200", "400", "401", "403", "404", "409", "429"}
+    errors = ("400", "401", "403", "404", "409", "429", "501", "503")
+    assert set(responses) == {"200", *errors}
     assert list(responses["200"]["content"]) == ["text/event-stream"]
-    for status in ("400", "401", "403", "404", "409", "429"):
+    for status in errors:
         error = responses[status]["content"]["application/json"]["schema"]
         assert error == {"$ref": "#/components/schemas/Error"}, status
 
@@ -238,6 +240,26 @@ async def test_refusals_are_documented_statuses_in_the_error_shape():
         assert (status, content_type) == (expected, "application/json"), (body, answer)
         assert str(status) in responses
         assert list(error_shape.iter_errors(answer)) == [], answer
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_draining_and_wsgi_refusals_are_the_documented_503_and_501(monkeypatch):
+    doc = await documented()
+    responses = doc["paths"][PATH]["post"]["responses"]
+    error_shape = validator(doc, "Error")
+    _, _, auth = await a_user_with_a_run()
+    with monkeypatch.context() as patch:
+        patch.setitem(lifecycle._state, "draining", True)
+        status, content_type, answer = await stream({"message": "Hi"}, auth)
+    assert (status, content_type, answer["error"]["code"]) == (503, "application/json", "draining")
+    assert "503" in responses and list(error_shape.iter_errors(answer)) == []
+
+    served = await database_sync_to_async(Client().post)(
+        PATH, data=json.dumps({"message": "Hi"}), content_type="application/json", headers=auth
+    )
+    answer = json.loads(served.content)
+    assert (served.status_code, answer["error"]["code"]) == (501, "not_implemented")
+    assert "501" in responses and list(error_shape.iter_errors(answer)) == []
 
 
 @pytest.mark.django_db(transaction=True)
