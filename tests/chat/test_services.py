@@ -159,6 +159,17 @@ def test_reply_start_stores_both_messages_and_keeps_the_counters(user):
     assert reply.user_message.content == long_text
     assert reply.assistant_message.status == Message.Status.STREAMING
     assert reply.assistant_message.reply_to_id == reply.user_message.pk
+    # As stored (one statement on PostgreSQL): the question first, also by id, which the
+    # reads of a conversation use to order messages of the same instant.
+    stored = list(Message.objects.filter(session=session).order_by("id"))
+    assert [(m.pk, m.role, m.status, m.content, m.reply_to_id) for m in stored] == [
+        (reply.user_message.pk, "user", "complete", long_text, None),
+        (reply.assistant_message.pk, "assistant", "streaming", "", reply.user_message.pk),
+    ]
+    assert [m.created_at for m in stored] == [
+        reply.user_message.created_at,
+        reply.assistant_message.created_at,
+    ]
     assert session.message_count == 2
     assert session.last_message_at == reply.assistant_message.created_at
     assert session.is_active is True
