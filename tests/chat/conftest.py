@@ -1,4 +1,5 @@
-"""Fixtures for the streaming tests: the development LLM over real HTTP, sockets."""
+"""Fixtures of the chat tests: the development LLM over real HTTP, sockets, signed-in
+browsers (Django's test client) for the pages."""
 
 import asyncio
 import json
@@ -6,10 +7,37 @@ import json
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.test import Client
 
 from accounts.tokens import token_issue
-from chat import streaming
+from chat import services, streaming
 from chat.devllm import DevConfig, DevLLMThread
+
+# The header htmx sends with its requests (django-htmx reads it as request.htmx).
+HTMX = {"HTTP_HX_REQUEST": "true"}
+
+
+@pytest.fixture
+def client_for():
+    """Return a factory of test clients signed in as a given user."""
+
+    def make(user):
+        client = Client()
+        client.force_login(user)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def web(client_for, user):
+    """A test client signed in as ``user``."""
+    return client_for(user)
+
+
+def start(user, **kwargs):
+    """Start a conversation of ``user`` through the services; return it."""
+    return services.conversation_start(user=user, **kwargs)[0]
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ Django's test client re-raises a view's exception, so a 500 fails these tests lo
 """
 
 import pytest
-from django.test import Client
 
 from chat import services
 from chat.selectors import SIDEBAR_OFFSET_MAX, SIDEBAR_PAGE
@@ -13,13 +12,6 @@ from tests.factories import ModelFactory, RunFactory
 pytestmark = pytest.mark.django_db
 
 HUGE = "1" * 30
-
-
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
 
 
 @pytest.mark.parametrize("value", [HUGE, str(2**63), "9" * 5000])

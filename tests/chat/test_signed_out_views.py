@@ -4,25 +4,10 @@ out" notice linking there with ``next`` back to the page it came from, and
 ``HX-Trigger: parlor:signed-out`` for the page (static/js/app.js); nothing changes."""
 
 import pytest
-from django.test import Client
 
-from chat import services
-from chat.models import ChatSession
+from tests.chat.conftest import HTMX, start
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def start(user, **kwargs) -> ChatSession:
-    return services.conversation_start(user=user, **kwargs)[0]
 
 
 def test_htmx_requests_of_a_signed_out_person_get_a_401_notice_with_next(client, user):

@@ -6,27 +6,14 @@ import uuid
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from chat import services
 from chat.models import ChatSession, SessionTag
+from tests.chat.conftest import HTMX, start
 from tests.factories import ModelFactory
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def web(user):
-    client = Client()
-    client.force_login(user)
-    return client
-
-
-def start(user, **kwargs) -> ChatSession:
-    return services.conversation_start(user=user, **kwargs)[0]
 
 
 def tagged(user, tags, **kwargs) -> ChatSession:

@@ -8,6 +8,7 @@ from django.test import Client
 
 from chat import services
 from chat.models import ChatSession, Message
+from tests.chat.conftest import HTMX, start
 from tests.factories import (
     MessageFactory,
     ModelFactory,
@@ -17,28 +18,6 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
-
-HTMX = {"HTTP_HX_REQUEST": "true"}
-
-
-@pytest.fixture
-def client_for():
-    def make(user):
-        client = Client()
-        client.force_login(user)
-        return client
-
-    return make
-
-
-@pytest.fixture
-def web(client_for, user):
-    return client_for(user)
-
-
-def start(user, **kwargs) -> ChatSession:
-    session, _ = services.conversation_start(user=user, **kwargs)
-    return session
 
 
 def say(session, content, role=Message.Role.USER):
