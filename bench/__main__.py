@@ -393,7 +393,6 @@ class Run:
             child.stop()
 
     def workers(self):
-        from bench import relay
 
         if self.vendor != "postgresql":
             return {"skipped": "needs PostgreSQL (BENCH_DATABASE_URL) and Redis"}
@@ -415,21 +414,7 @@ class Run:
                 "server_2w_redis", workers=2, redis_url=self.args.redis_url
             )
             workers = self.procs.worker_pids(two)
-            out = asyncio.run(
-                relay.workers_phase(
-                    one=(one_base, one.pid),
-                    two=(two_base, two.pid, workers),
-                    token=tokens[0],
-                    upstream_url=self.upstream_url,
-                    upstream_pid=self.upstream.pid,
-                    rounds=self.args.rounds,
-                    n50=self.args.n50,
-                    warmup_n=self.args.warmup_n,
-                    leg_seconds=self.args.workers_leg_seconds,
-                    users=tokens,
-                    log=log,
-                )
-            )
+            out = self.two_against_one((one_base, one.pid), (two_base, two.pid, workers), tokens)
             out["redis_url"] = self.args.redis_url
             out["worker_pids"] = workers
         finally:
@@ -444,11 +429,30 @@ class Run:
                 client.flushdb()
         return out
 
+    def two_against_one(self, one: tuple, two: tuple, tokens: list[str]) -> dict:
+        """relay.workers_phase on a one-worker and a two-worker server, each client one of
+        the users of ``tokens``."""
+        from bench import relay
+
+        return asyncio.run(
+            relay.workers_phase(
+                one=one,
+                two=two,
+                token=tokens[0],
+                upstream_url=self.upstream_url,
+                upstream_pid=self.upstream.pid,
+                rounds=self.args.rounds,
+                n50=self.args.n50,
+                warmup_n=self.args.warmup_n,
+                leg_seconds=self.args.workers_leg_seconds,
+                users=tokens,
+                log=log,
+            )
+        )
+
     def workers_behind_nginx(self, tokens: list[str]) -> dict:
         """The same legs through the production recipe: deploy/serve_prod.py, nginx in
         front of one worker and of two (SPEC 4.6, issue 12)."""
-        from bench import relay
-
         nginx = os.environ.get("PARLOR_NGINX") or shutil.which("nginx")
         if not nginx:
             return {"skipped": "nginx not installed (scripts/ensure-nginx.sh installs it)"}
@@ -461,7 +465,7 @@ class Run:
         )
         started = []
         try:
-            one, one_base, one_pids = self.procs.start_behind_nginx(
+            one, one_base, _ = self.procs.start_behind_nginx(
                 "nginx_1w", self.workdir, env, workers=1
             )
             started.append(("nginx_1w", one))
@@ -470,21 +474,7 @@ class Run:
             )
             started.append(("nginx_2w", two))
             log(f"behind nginx: one worker at {one_base}, two at {two_base}")
-            out = asyncio.run(
-                relay.workers_phase(
-                    one=(one_base, one.pid),
-                    two=(two_base, two.pid, two_pids),
-                    token=tokens[0],
-                    upstream_url=self.upstream_url,
-                    upstream_pid=self.upstream.pid,
-                    rounds=self.args.rounds,
-                    n50=self.args.n50,
-                    warmup_n=self.args.warmup_n,
-                    leg_seconds=self.args.workers_leg_seconds,
-                    users=tokens,
-                    log=log,
-                )
-            )
+            out = self.two_against_one((one_base, one.pid), (two_base, two.pid, two_pids), tokens)
             out["worker_pids"] = two_pids
             out["server_cpu_includes"] = "nginx, the workers and serve_prod.py"
             return out
