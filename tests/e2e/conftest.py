@@ -44,6 +44,20 @@ CHROMIUM_MISSING = (
 )
 
 
+_IMPORT_MANY = """async ([token, count]) => {
+  for (let i = 0; i < count; i++) {
+    const response = await fetch("/api/sessions/import/", {
+      method: "POST",
+      headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+      body: JSON.stringify({format: "parlor.conversation", version: 1,
+                            conversation: {title: `Imported ${i}`},
+                            messages: [{role: "user", content: "hi"}]}),
+    });
+    if (response.status !== 201) throw new Error(await response.text());
+  }
+}"""
+
+
 def _chromium_missing() -> bool:
     return not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK))
 
@@ -289,6 +303,16 @@ class Page:
         self.page.wait_for_function(
             "() => !document.querySelector('.msg-assistant.streaming')", timeout=timeout
         )
+
+    def csrf_token(self) -> str:
+        """The page's CSRF token (htmx sends it from the body's hx-headers)."""
+        return self.page.evaluate(
+            "JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']"
+        )
+
+    def import_conversations(self, count: int) -> None:
+        """Import ``count`` one-message conversations through the API, as this tab."""
+        self.page.evaluate(_IMPORT_MANY, [self.csrf_token(), count])
 
     def settled(self, timeout: float = 5_000) -> None:
         """Wait until htmx has no request in flight and has wired what it swapped in: it

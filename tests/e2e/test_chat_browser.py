@@ -308,7 +308,7 @@ def test_run_conversation_shows_the_run_and_the_tools_used(open_page):
     page.fill("#id_name", "Runner")
     page.click(".form-card button[type=submit]")
     model_id = re.search(r"/models/(\d+)/", page.url).group(1)
-    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    token = page.csrf_token()
     run_id = page.evaluate(CREATE_RUN, [model_id, token])
 
     page.reload()
@@ -348,7 +348,7 @@ IMPORT_LONG = """async ([token, count]) => {
 def test_older_history_loads_on_scroll_up_and_keeps_the_view(open_page):
     page = open_page()
     page.sign_up()
-    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    token = page.csrf_token()
     session_id = page.evaluate(IMPORT_LONG, [token, 120])
     page.open(f"/c/{session_id}")
     messages = page.locator("#message-list .msg")
@@ -368,25 +368,10 @@ def test_older_history_loads_on_scroll_up_and_keeps_the_view(open_page):
     assert page.problems == []
 
 
-IMPORT_MANY = """async ([token, count]) => {
-  for (let i = 0; i < count; i++) {
-    const response = await fetch("/api/sessions/import/", {
-      method: "POST",
-      headers: {"Content-Type": "application/json", "X-CSRFToken": token},
-      body: JSON.stringify({format: "parlor.conversation", version: 1,
-                            conversation: {title: `Imported ${i}`},
-                            messages: [{role: "user", content: "hi"}]}),
-    });
-    if (response.status !== 201) throw new Error(await response.text());
-  }
-}"""
-
-
 def test_sidebar_loads_more_conversations_on_scroll(open_page):
     page = open_page(height=600)
     page.sign_up()
-    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
-    page.evaluate(IMPORT_MANY, [token, 35])
+    page.import_conversations(35)
     page.open("/new")
     items = page.locator('[data-group="general"] .session-item')
     expect(items).to_have_count(30)

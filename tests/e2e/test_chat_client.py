@@ -17,10 +17,6 @@ UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 SLOW = "[dev:tokens=300] [dev:token_ms=25]"
 
 
-def csrf(page) -> str:
-    return page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
-
-
 def test_a_message_over_the_limit_is_refused_with_its_reason_and_kept_in_the_composer(
     open_page,
 ):
@@ -214,24 +210,10 @@ def test_the_focus_is_back_in_the_composer_after_a_reply(open_page):
     assert page.problems == []
 
 
-IMPORT_MANY = """async ([token, count]) => {
-  for (let i = 0; i < count; i++) {
-    const response = await fetch("/api/sessions/import/", {
-      method: "POST",
-      headers: {"Content-Type": "application/json", "X-CSRFToken": token},
-      body: JSON.stringify({format: "parlor.conversation", version: 1,
-                            conversation: {title: `Imported ${i}`},
-                            messages: [{role: "user", content: "hi"}]}),
-    });
-    if (response.status !== 201) throw new Error(await response.text());
-  }
-}"""
-
-
 def test_the_sidebar_keeps_its_place_and_the_header_follows_a_rename(open_page):
     page = open_page(height=700)
     page.sign_up()
-    page.evaluate(IMPORT_MANY, [csrf(page), 24])
+    page.import_conversations(24)
     page.open("/new")
     items = page.locator('[data-group="general"] .session-item')
     expect(items).to_have_count(24)

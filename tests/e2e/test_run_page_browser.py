@@ -54,7 +54,7 @@ def test_the_run_page_starts_new_conversations_and_lists_them(open_page, scheme)
     page.click(".form-card button[type=submit]")
     page.wait_for_url(re.compile(r"/models/\d+/$"))
     model_id = re.search(r"/models/(\d+)/", page.url).group(1)
-    token = page.evaluate("JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRFToken']")
+    token = page.csrf_token()
     run_id = page.evaluate(CREATE_RUN, [model_id, token])
     run_page = f"/models/{model_id}/runs/{run_id}/"
 
