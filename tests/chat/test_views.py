@@ -85,6 +85,16 @@ def test_opening_a_conversation_resumes_it(web, user):
     assert_csp_safe(html)
 
 
+def test_a_reply_shows_its_code_highlighted_with_the_sites_stylesheet(web, user):
+    session = start(user)
+    say(session, "```python\nimport os\n```", Message.Role.ASSISTANT)
+    html = web.get(f"/c/{session.pk}").content.decode()
+    assert '<pre><code class="language-python"><span class="kn">import</span>' in html
+    assert '<span class="nn">os</span>' in html
+    assert html.index("/static/css/app.css") < html.index("/static/css/highlight.css")
+    assert_csp_safe(html)
+
+
 def test_another_users_conversation_is_a_404_page(web, other_user):
     theirs = start(other_user)
     response = web.get(f"/c/{theirs.pk}")
