@@ -86,7 +86,7 @@ def seed(*, sessions: int = 10_000, messages: int = 1_000):
     tags += [SessionTag(user=other, session=row, name="rare") for row in theirs]
     SessionTag.objects.bulk_create(tags, batch_size=2000)
     long = rows[0]
-    Message.objects.bulk_create(
+    created = Message.objects.bulk_create(
         [
             Message(
                 session=long,
@@ -98,6 +98,10 @@ def seed(*, sessions: int = 10_000, messages: int = 1_000):
         ],
         batch_size=2000,
     )
+    # One path: each message follows the one before it.
+    for previous, message in zip(created, created[1:], strict=False):
+        message.parent_id = previous.pk
+    Message.objects.bulk_update(created[1:], ["parent"], batch_size=2000)
     if connection.vendor == "postgresql":
         # Autovacuum would do this soon after a bulk load; measure the steady state.
         with connection.cursor() as cursor:

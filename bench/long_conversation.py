@@ -162,9 +162,9 @@ def seed(user, size: int, context_messages: int):
         .order_by("created_at", "id")
         .values_list("id", flat=True)
     )
-    # Each assistant message answers the user message before it.
-    replies = [Message(id=ids[i], reply_to_id=ids[i - 1]) for i in range(1, len(ids), 2)]
-    Message.objects.bulk_update(replies, ["reply_to"], batch_size=2000)
+    # One path: each message follows the one before it.
+    linked = [Message(id=ids[i], parent_id=ids[i - 1]) for i in range(1, len(ids))]
+    Message.objects.bulk_update(linked, ["parent"], batch_size=2000)
     covered = size - context_messages
     ChatSession.objects.filter(pk=session.pk).update(
         summary="Summary of the conversation so far: " + "facts and decisions, " * 20,

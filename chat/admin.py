@@ -7,11 +7,13 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
 from django.http import HttpResponse
+from django.urls import reverse
 from django.utils import timezone
+from django.utils.html import format_html
 
 from . import exports, selectors, services
 from .exceptions import DomainError
-from .models import ChatSession, Context, Message, SessionTag
+from .models import ChatSession, Context, Feedback, Message, SessionTag
 
 
 class ContextFilter(admin.SimpleListFilter):
@@ -49,8 +51,16 @@ class TagFilter(admin.SimpleListFilter):
 
 
 class MessageInline(admin.TabularInline):
+    """The conversation's whole tree, in the order it was written: each message names the
+    one it follows (``parent``); ``on_path`` marks the current path, the rest are other
+    versions (edited questions, regenerated replies) and what follows them."""
+
     model = Message
+    verbose_name_plural = "messages (the whole tree; on path = the current branch)"
     fields = (
+        "id",
+        "parent_id",
+        "on_path",
         "created_at",
         "role",
         "status",
@@ -60,7 +70,7 @@ class MessageInline(admin.TabularInline):
         "completion_tokens",
     )
     readonly_fields = fields
-    ordering = ("created_at", "id")
+    ordering = ("id",)
     extra = 0
     can_delete = False
     show_change_link = True
@@ -220,10 +230,57 @@ class ChatSessionAdmin(admin.ModelAdmin):
         return response
 
 
+class FeedbackInline(admin.TabularInline):
+    model = Feedback
+    fields = ("user", "rating", "note", "updated_at")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    """Users' ratings of replies, newest first, by rating and by LLM."""
+
+    list_display = ("id", "rating", "short_note", "message_link", "llm", "user", "updated_at")
+    list_filter = ("rating", "message__llm")
+    search_fields = ("note", "user__username")
+    list_select_related = ("user", "message")
+    ordering = ("-updated_at", "-id")
+    readonly_fields = ("user", "message", "rating", "note", "created_at", "updated_at")
+
+    @admin.display(description="note")
+    def short_note(self, obj):
+        return obj.note[:80]
+
+    @admin.display(description="LLM")
+    def llm(self, obj):
+        return obj.message.llm
+
+    @admin.display(description="reply")
+    def message_link(self, obj):
+        url = reverse("admin:chat_message_change", args=[obj.message_id])
+        return format_html('<a href="{}">{}</a>', url, obj.message.content[:60] or obj.message_id)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     list_display = ("id", "session", "role", "status", "short_content", "llm", "created_at")
     list_filter = ("role", "status")
+    readonly_fields = ("parent", "on_path")
+    inlines = [FeedbackInline]
     search_fields = ("content",)
     list_select_related = ("session",)
     ordering = ("-created_at", "-id")

@@ -1,4 +1,5 @@
-"""The chat WebSocket (``/ws/chat/``): send, stop and subscribe (SPEC 4.2).
+"""The chat WebSocket (``/ws/chat/``): send, edit, regenerate, stop and subscribe (SPEC 4.2,
+4.6).
 
 The consumer parses frames and calls the streaming engine; it is a watcher of the
 conversations it sent into or subscribed to, and writes their events to the socket in
@@ -25,6 +26,8 @@ FRAME_MARGIN = 4096
 # Frame type: (required fields, allowed fields).
 FIELDS = {
     "send": ({"content"}, {"type", "session", "model", "run", "content", "client_id"}),
+    "edit": ({"message", "content"}, {"type", "message", "content", "client_id"}),
+    "regenerate": ({"message"}, {"type", "message"}),
     "stop": ({"session"}, {"type", "session"}),
     "subscribe": ({"session"}, {"type", "session"}),
 }
@@ -127,6 +130,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         )
         await self._follow(str(reply.session.pk))
 
+    async def _on_edit(self, frame):
+        reply = await streaming.send(
+            user=self.user,
+            watcher=self,
+            edit=frame["message"],
+            content=frame["content"],
+            client_id=frame.get("client_id"),
+        )
+        await self._follow(str(reply.session.pk))
+
+    async def _on_regenerate(self, frame):
+        reply = await streaming.send(user=self.user, watcher=self, regenerate=frame["message"])
+        await self._follow(str(reply.session.pk))
+
     async def _on_stop(self, frame):
         await streaming.stop(user=self.user, session_id=frame["session"])
 
@@ -149,7 +166,7 @@ def _check(frame) -> str:
         raise FrameError("A frame must be a JSON object.")
     kind = frame.get("type")
     if not isinstance(kind, str) or kind not in FIELDS:
-        raise FrameError("Unknown frame type; expected send, stop or subscribe.")
+        raise FrameError("Unknown frame type; expected send, edit, regenerate, stop or subscribe.")
     required, allowed = FIELDS[kind]
     missing = sorted(required - frame.keys())
     if missing:
@@ -169,7 +186,7 @@ def _check(frame) -> str:
             uuid.UUID(session)
         except ValueError:
             raise FrameError(f"'{session[:64]}' is not a valid conversation id.", field="session")
-    for name in ("model", "run"):
+    for name in ("model", "run", "message"):
         value = frame.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise FrameError(f"{name} must be an integer id.", field=name)

@@ -1,6 +1,8 @@
 """The export formats of a conversation, Markdown and JSON, and the check of a JSON export.
 
-The JSON format (``"format": "parlor.conversation", "version": 1``) is what
+The JSON format (``"format": "parlor.conversation", "version": 2``: the whole message tree,
+each message with its ``id`` and ``parent``, and the conversation's ``current_leaf``;
+version 1, a list without ids, is read as one path) is what
 ``check_import`` reads back for ``services.conversation_import``; the REST API, the admin
 and the export_conversations/import_conversations commands share these functions.
 """
@@ -18,7 +20,8 @@ from .models import ChatSession, Context, Message
 from .services import INTERRUPTED, TITLE_MAX_CHARS, check_tags
 
 EXPORT_FORMAT = "parlor.conversation"
-EXPORT_VERSION = 1
+EXPORT_VERSION = 2
+IMPORT_VERSIONS = (1, 2)
 IMPORT_MAX_MESSAGES = 10_000
 IMPORT_MAX_CONTENT_CHARS = 500_000
 ROLE_LABELS = {
@@ -52,8 +55,9 @@ def _context(session: ChatSession) -> dict:
 
 
 def export_json(*, session: ChatSession) -> dict:
-    """Return the conversation and all its messages as a JSON-ready dict."""
-    messages = selectors.message_list(session=session)
+    """Return the conversation and all its messages (the whole tree) as a JSON-ready dict."""
+    messages = list(selectors.message_list(session=session))
+    path = [m.pk for m in messages if m.on_path]
     return {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -69,9 +73,12 @@ def export_json(*, session: ChatSession) -> dict:
             "created_at": _iso(session.created_at),
             "updated_at": _iso(session.updated_at),
             "last_message_at": _iso(session.last_message_at),
+            "current_leaf": path[-1] if path else None,
         },
         "messages": [
             {
+                "id": m.pk,
+                "parent": m.parent_id,
                 "role": m.role,
                 "content": m.content,
                 "status": m.status,
@@ -88,7 +95,7 @@ def export_json(*, session: ChatSession) -> dict:
 
 
 def export_markdown(*, session: ChatSession) -> str:
-    """Return the conversation as a readable Markdown document."""
+    """Return the conversation's current path as a readable Markdown document."""
     match session.context:
         case Context.RUN:
             context = f"Run #{session.run_id} of {session.model.name}"
@@ -112,7 +119,7 @@ def export_markdown(*, session: ChatSession) -> str:
     if session.summary:
         lines += ["## Summary", "", session.summary, ""]
     lines += ["---", ""]
-    for message in selectors.message_list(session=session):
+    for message in selectors.message_list(session=session, path_only=True):
         label = ROLE_LABELS.get(message.role, message.role)
         if message.role == Message.Role.ASSISTANT and message.llm:
             label += f" ({message.llm})"
@@ -141,8 +148,11 @@ CONVERSATION_KEYS = {
     "created_at",
     "updated_at",
     "last_message_at",
+    "current_leaf",
 }
 MESSAGE_KEYS = {
+    "id",
+    "parent",
     "role",
     "content",
     "status",
@@ -210,9 +220,33 @@ def _tokens(obj: dict, key: str, where: str) -> int | None:
     return value
 
 
-def _check_message(raw, index: int) -> dict:
+def _message_id(obj: dict, key: str, where: str):
+    value = obj.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int | str)):
+        raise _fail(f"{where}.{key} must be a message id.", f"{where}.{key}")
+    return value
+
+
+def _check_message(raw, index: int, seen: set, previous) -> dict:
+    """Check one message; ``seen`` holds the keys of those before it, ``previous`` the last.
+
+    A message's key is its ``id`` (its position when it has none); its parent is the
+    message its ``parent`` names, which comes before it, or without ``parent`` (version
+    1) the message before it.
+    """
     where = f"messages.{index}"
     raw = _keys(raw, MESSAGE_KEYS, where)
+    key = _message_id(raw, "id", where)
+    key = f"#{index}" if key is None else key
+    if key in seen:
+        raise _fail(f"{where}.id repeats an earlier message's id.", f"{where}.id")
+    if "parent" in raw:
+        parent = _message_id(raw, "parent", where)
+        if parent is not None and parent not in seen:
+            raise _fail(f"{where}.parent must be the id of a message before it.", f"{where}.parent")
+    else:
+        parent = previous
+    seen.add(key)
     role = raw.get("role")
     if role not in Message.Role.values:
         raise _fail(f"{where}.role must be one of {', '.join(Message.Role.values)}.", where)
@@ -230,6 +264,8 @@ def _check_message(raw, index: int) -> dict:
     if "\\u0000" in json.dumps(tools) or len(json.dumps(tools)) > 100_000:
         raise _fail(f"{where}.tools_used is too large or contains NUL.", f"{where}.tools_used")
     return {
+        "key": key,
+        "parent": parent,
         "role": role,
         "content": _text(raw, "content", where, limit=IMPORT_MAX_CONTENT_CHARS),
         "status": status,
@@ -251,8 +287,8 @@ def check_import(data) -> tuple[dict, list[dict]]:
     data = _keys(data, TOP_KEYS, "file")
     if data.get("format") != EXPORT_FORMAT:
         raise _fail(f'format must be "{EXPORT_FORMAT}".', "format")
-    if data.get("version") != EXPORT_VERSION:
-        raise _fail(f"version must be {EXPORT_VERSION}.", "version")
+    if data.get("version") not in IMPORT_VERSIONS:
+        raise _fail(f"version must be one of {', '.join(map(str, IMPORT_VERSIONS))}.", "version")
     conversation = _keys(data.get("conversation"), CONVERSATION_KEYS, "conversation")
     pinned = conversation.get("pinned", False)
     if not isinstance(pinned, bool):
@@ -276,4 +312,15 @@ def check_import(data) -> tuple[dict, list[dict]]:
         raise _fail("messages must be a list.", "messages")
     if len(messages) > IMPORT_MAX_MESSAGES:
         raise _fail(f"At most {IMPORT_MAX_MESSAGES:,} messages can be imported.", "messages")
-    return header, [_check_message(raw, index) for index, raw in enumerate(messages)]
+    seen: set = set()
+    checked = []
+    for index, raw in enumerate(messages):
+        checked.append(_check_message(raw, index, seen, checked[-1]["key"] if checked else None))
+    current = _message_id(conversation, "current_leaf", "conversation")
+    if current is not None and current not in seen:
+        raise _fail(
+            "conversation.current_leaf must be the id of one of its messages.",
+            "conversation.current_leaf",
+        )
+    header["current_leaf"] = current
+    return header, checked

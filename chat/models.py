@@ -249,9 +249,16 @@ class Message(models.Model):
     # [{"name": ..., "arguments": {...}, "result": "short text"}]
     tools_used = models.JSONField(default=list, blank=True)
     client_id = models.CharField(max_length=64, null=True, blank=True)
-    reply_to = models.OneToOneField(
-        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="reply"
+    # A conversation's messages form a tree (SPEC 4.6): a message answers or follows its
+    # parent, and the children of one parent are versions of one turn (an edited question,
+    # a regenerated reply), numbered in creation order. ``on_path`` marks the current path,
+    # root to current leaf: what the page shows, the LLM is sent and the counters count.
+    # Along a path ids grow (a child is written after its parent), so the path in id order
+    # is the conversation in order, and the current leaf is its newest message.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
     )
+    on_path = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
 
@@ -265,7 +272,12 @@ class Message(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["session", "created_at", "id"], name="message_page"),
+            # The current path in order (the page, the context window, the summary).
+            models.Index(fields=["session", "on_path", "created_at", "id"], name="message_path"),
+            # The first turn's versions (the children of no message).
+            models.Index(
+                fields=["session"], condition=Q(parent__isnull=True), name="message_roots"
+            ),
             # The replies being written, by conversation: a send checks its conversation's,
             # the sweep reads them all; small whatever the number of messages.
             models.Index(
@@ -277,3 +289,34 @@ class Message(models.Model):
 
     def __str__(self):
         return f"{self.role}: {self.content[:40]}"
+
+    @property
+    def reply_to_id(self) -> int | None:
+        """The question a reply answers (its parent); None for any other message."""
+        return self.parent_id if self.role == self.Role.ASSISTANT else None
+
+
+class Feedback(models.Model):
+    """A user's rating of an assistant reply, with an optional note (SPEC 4.6)."""
+
+    class Rating(models.TextChoices):
+        UP = "up", "Good reply"
+        DOWN = "down", "Bad reply"
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="feedback")
+    rating = models.CharField(max_length=4, choices=Rating.choices)
+    note = models.TextField(blank=True, max_length=2000)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "feedback"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "message"], name="feedback_once_per_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.rating} on message {self.message_id}"

@@ -26,7 +26,7 @@ from django.utils import timezone
 from models_app.models import Model
 
 from . import prompting
-from .models import ChatSession, Context, Message
+from .models import ChatSession, Context, Feedback, Message
 from .services import REPLY_LEASE
 
 # The constraints that enforce invariant 1 and the session's consistency rules.
@@ -165,6 +165,41 @@ def top_models(*, limit: int = TOP_MODELS) -> list[dict]:
         }
         for row in rows
     ]
+
+
+def feedback() -> dict:
+    """Return users' ratings of replies counted per LLM and per model (reply quality).
+
+    ``by_model`` counts the replies of model conversations (general ones have no model);
+    each row has ``up``, ``down`` and ``up_share`` (up / rated, 0-1).
+    """
+    counts = {
+        "up": Count("id", filter=Q(rating=Feedback.Rating.UP)),
+        "down": Count("id", filter=Q(rating=Feedback.Rating.DOWN)),
+    }
+
+    def rows(*keys):
+        found = Feedback.objects.values(*keys).annotate(**counts).order_by(*keys)
+        for row in found:
+            rated = row["up"] + row["down"]
+            row["up_share"] = round(row["up"] / rated, 3) if rated else 0.0
+            yield row
+
+    by_llm = [
+        {"llm": row["message__llm"] or settings.LLM_MODEL, **_votes(row)}
+        for row in rows("message__llm")
+    ]
+    by_model = [
+        {"id": row["message__session__model"], "name": row["message__session__model__name"]}
+        | _votes(row)
+        for row in rows("message__session__model", "message__session__model__name")
+        if row["message__session__model"] is not None
+    ]
+    return {"by_llm": by_llm, "by_model": by_model}
+
+
+def _votes(row: dict) -> dict:
+    return {"up": row["up"], "down": row["down"], "up_share": row["up_share"]}
 
 
 # The conversations behind the figures (chat_report --details, SPEC 4.5). A constant
@@ -566,6 +601,7 @@ def report(*, now=None, details_limit: int | None = None) -> dict:
         },
         "usage": usage(),
         "top_models": top_models(),
+        "feedback": feedback(),
     }
     if details_limit is not None:
         data["details"] = details(health=data["health"], limit=details_limit, now=now)

@@ -8,6 +8,7 @@ access its caller has already checked, and the operators' reads across every use
 import re
 import unicodedata
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
@@ -41,6 +42,7 @@ from .models import (
     PREFETCHED_TAGS,
     ChatSession,
     Context,
+    Feedback,
     Message,
     SessionTag,
 )
@@ -179,14 +181,16 @@ def session_list(
 def message_page(
     *, session: ChatSession, before_id=None, limit: int = 50
 ) -> tuple[list[Message], bool]:
-    """Return up to ``limit`` messages before ``before_id``, oldest first, and has_more.
+    """Return up to ``limit`` messages of the current path before ``before_id``, oldest
+    first, and has_more.
 
-    Keyset pagination over (created_at, id): constant cost however deep the page.
+    Keyset pagination over (created_at, id) on the path's index: constant cost however
+    deep the page or the tree.
     """
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise DomainError("limit must be a positive integer.", field="limit")
     limit = min(limit, MESSAGE_PAGE_MAX)
-    qs = Message.objects.filter(session=session)
+    qs = Message.objects.filter(session=session, on_path=True)
     if before_id not in (None, ""):
         anchor = (
             Message.objects.filter(session=session, pk=parse_int_id(before_id, field="before"))
@@ -203,9 +207,51 @@ def message_page(
     return rows[:limit][::-1], has_more
 
 
-def message_list(*, session: ChatSession) -> QuerySet[Message]:
-    """Return every message of ``session``, oldest first (a whole conversation, to export)."""
-    return Message.objects.filter(session=session).order_by("created_at", "id")
+def message_list(*, session: ChatSession, path_only: bool = False) -> QuerySet[Message]:
+    """Return every message of ``session`` (the whole tree, or its current path), in order.
+
+    In id order: a message comes after its parent.
+    """
+    qs = Message.objects.filter(session=session)
+    if path_only:
+        qs = qs.filter(on_path=True)
+    return qs.order_by("id")
+
+
+def message_details(messages: Sequence[Message], *, user) -> None:
+    """Give each of ``messages`` (one conversation's) what its API object shows beyond its
+    fields: ``versions`` (its siblings' ids, itself included, in creation order) and
+    ``my_feedback`` (``user``'s rating, or None). Two queries, or three with a first turn.
+    """
+    versions = message_versions(messages)
+    ratings = dict(
+        Feedback.objects.filter(user=user, message__in=[m.pk for m in messages]).values_list(
+            "message_id", "rating"
+        )
+    )
+    for message in messages:
+        message.versions = versions.get(message.pk, [message.pk])
+        message.my_feedback = ratings.get(message.pk)
+
+
+def message_versions(messages: Sequence[Message]) -> dict[int, list[int]]:
+    """Return, for each of ``messages`` (one conversation's), the ids of its versions.
+
+    The versions of a message are its siblings and itself (the children of its parent),
+    in creation order. One query, on the parent index (and the first turns' index).
+    """
+    if not messages:
+        return {}
+    session_id = messages[0].session_id
+    parents = {m.parent_id for m in messages}
+    children: dict[int | None, list[int]] = {}
+    siblings = Q(parent_id__in=[p for p in parents if p is not None])
+    if None in parents:
+        siblings |= Q(session_id=session_id, parent__isnull=True)
+    found = Message.objects.filter(siblings).order_by().values_list("pk", "parent_id")
+    for pk, parent_id in sorted(found):
+        children.setdefault(parent_id, []).append(pk)
+    return {m.pk: children.get(m.parent_id, [m.pk]) for m in messages}
 
 
 def message_get(*, session: ChatSession, message_id) -> Message:
@@ -460,10 +506,11 @@ def session_search(
         matching = Message.objects.annotate(
             document=SearchVector("content", config="english")
         ).filter(document=search, role__in=roles)
+        # The best match on the current path first, then on other branches.
         best = (
             matching.filter(session=OuterRef("pk"))
             .annotate(score=SearchRank(F("document"), search))
-            .order_by("-score", "-id")
+            .order_by("-on_path", "-score", "-id")
         )
         headline = {"start_sel": SNIPPET_MARK, "stop_sel": SNIPPET_MARK, "config": "english"}
         qs = (
@@ -512,7 +559,7 @@ def session_search(
         rows = list(qs[offset : offset + limit + 1])
         found = {}
         for message in matching.filter(session__in=[s.pk for s in rows[:limit]]).order_by(
-            "-created_at", "-id"
+            "-on_path", "-created_at", "-id"
         ):
             found.setdefault(message.session_id, message.content)
         for session in rows:
@@ -534,9 +581,10 @@ def reply_streaming(*, session_id) -> tuple[int, datetime] | None:
 
 
 def reply_state(*, session_id) -> dict | None:
-    """Return the latest reply of a conversation as stored: message, content, status, error."""
+    """Return the latest reply of a conversation's current path as stored: message,
+    content, status, error."""
     return (
-        Message.objects.filter(session_id=session_id, role=Message.Role.ASSISTANT)
+        Message.objects.filter(session_id=session_id, role=Message.Role.ASSISTANT, on_path=True)
         .order_by("-created_at", "-id")
         .values("pk", "content", "status", "error")
         .first()

@@ -35,9 +35,10 @@ from .exceptions import (
     EmptyMessage,
     GenerationInProgress,
     InvalidContext,
+    MessageNotFound,
     MessageTooLong,
 )
-from .models import ChatSession, Context, Message, SessionTag
+from .models import ChatSession, Context, Feedback, Message, SessionTag
 from .text import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
@@ -447,13 +448,17 @@ def conversation_import(
     pinned: bool = False,
     created_at: datetime | None = None,
     tags: Sequence[str] = (),
+    current_leaf=None,
 ) -> ChatSession:
     """Create a new, inactive general conversation holding ``messages``; return it.
 
     ``messages`` are checked Message fields (IMPORTED_MESSAGE_FIELDS, and ``created_at``
-    when known), oldest first, as ``exports.check_import`` returns them. They keep that
-    order even when their times are missing or out of order; the conversation's counters,
-    preview and place in the sidebar follow them. An imported title is the user's (never
+    when known), parents before children, as ``exports.check_import`` returns them: each
+    may name its ``key`` and its ``parent`` (the key of a message before it, or None for
+    a first turn); without keys each follows the one before. The current path ends at
+    the message keyed ``current_leaf`` (default: the last). Messages keep their order even
+    when their times are missing or out of order; the conversation's counters, preview
+    and place in the sidebar follow its path. An imported title is the user's (never
     auto-titled); its ``tags`` are checked as ``check_tags`` does. One transaction: a
     failure writes nothing, and the context's active conversation stays the active one.
     """
@@ -461,8 +466,8 @@ def conversation_import(
     now = timezone.now()
     created_at = created_at or now
     previous = created_at
-    rows = []
-    for fields in messages:
+    rows, parents, keys = [], [], []
+    for index, fields in enumerate(messages):
         at = fields.get("created_at") or previous
         at = max(at, previous + timedelta(microseconds=1 if rows else 0))
         previous = at
@@ -470,8 +475,16 @@ def conversation_import(
         for name in ("content", "error", "llm"):
             row[name] = clean_text(row.get(name) or "")
         row["tools_used"] = clean_json(row.get("tools_used") or [])
-        rows.append(Message(**row, created_at=at, updated_at=at))
-    last = rows[-1] if rows else None
+        rows.append(Message(**row, created_at=at, updated_at=at, on_path=False))
+        keys.append(fields.get("key", index))
+        parents.append(fields["parent"] if "key" in fields else (keys[-2] if index else None))
+    by_key = dict(zip(keys, range(len(rows)), strict=True))
+    at = by_key[current_leaf] if current_leaf is not None else len(rows) - 1
+    while at is not None and at >= 0:
+        rows[at].on_path = True
+        at = by_key[parents[at]] if parents[at] is not None else None
+    path = [m for m in rows if m.on_path]
+    last = path[-1] if path else None
     title = " ".join(clean_text(title).split())[:TITLE_MAX_CHARS]
     with transaction.atomic():
         session = ChatSession.objects.create(
@@ -484,18 +497,24 @@ def conversation_import(
             is_active=False,
             pinned=pinned,
             summary=clean_text(summary),
-            preview=_preview(next((m.content for m in reversed(rows) if m.content), "")),
+            preview=_preview(next((m.content for m in reversed(path) if m.content), "")),
             created_at=created_at,
             updated_at=now,
             last_message_at=last.created_at if last else None,
             activity_at=last.created_at if last else created_at,
-            message_count=len(rows),
+            message_count=len(path),
             prompt_tokens=sum(m.prompt_tokens or 0 for m in rows),
             completion_tokens=sum(m.completion_tokens or 0 for m in rows),
         )
         for message in rows:
             message.session = session
         Message.objects.bulk_create(rows, batch_size=500)
+        # The ids exist now: link each message to its parent.
+        for message, parent in zip(rows, parents, strict=True):
+            message.parent_id = rows[by_key[parent]].pk if parent is not None else None
+        Message.objects.bulk_update(
+            [m for m in rows if m.parent_id is not None], ["parent"], batch_size=500
+        )
         _replace_tags(session=session, names=names)
     return session
 
@@ -552,10 +571,11 @@ def reply_start(
     Without ``session_id`` the message goes to the context's active session (created if
     there is none); with an unknown ``session_id`` that id becomes a new conversation
     (the ephemeral chat's first message). Sending into an inactive conversation makes it
-    active. The same ``client_id`` again returns the stored messages (``duplicate``).
-    A reply still streaming in the conversation refuses the send, unless its writer is
-    gone (not written for REPLY_LEASE seconds and not in ``writing``, the replies the
-    caller's process is writing): then it is ended as interrupted first.
+    active. The message follows the current leaf. The same ``client_id`` again returns
+    the stored messages (``duplicate``). A reply still streaming in the conversation
+    refuses the send, unless its writer is gone (not written for REPLY_LEASE seconds and
+    not in ``writing``, the replies the caller's process is writing): then it is ended as
+    interrupted first.
 
     One short transaction: the user lock (which serialises every send and context switch
     of ``user``), the session with its streaming reply, two inserts and one update.
@@ -588,68 +608,170 @@ def reply_start(
         if created:
             session = _create_session(user=user, model=model, run=run, session_id=session_id)
             target = sql.SendTarget(session, None, False)
-        session = target.session
-        if session.detached_label:
-            raise ConversationReadOnly()
-        if client_id is not None and not created:
-            previous = (
-                Message.objects.filter(session=session, client_id=client_id, role=Message.Role.USER)
-                .select_related("reply")
-                .first()
-            )
-            if previous is not None:
-                reply = getattr(previous, "reply", None)
-                return Reply(session, previous, reply, False, True, False)
-        interrupted: tuple[int, ...] = ()
-        if target.streaming_id is not None:
-            if target.streaming_id in writing or not target.streaming_abandoned:
-                metrics.REFUSALS.labels(GenerationInProgress.code).inc()
-                raise GenerationInProgress()
-            if reply_interrupt(message_id=target.streaming_id):
-                interrupted = (target.streaming_id,)
-        activate = not session.is_active or session.archived
-        if activate:
-            _deactivate_context(
-                user=user, model_id=session.model_id, run_id=session.run_id, keep_id=session.pk
-            )
-        # The counter says whether it is empty; rows made outside the services (fixtures)
-        # keep no counter, so an empty one is checked (an index probe, LIMIT 1).
-        first_message = created or (
+        return _store_turn(
+            user=user,
+            target=target,
+            content=content,
+            client_id=client_id,
+            created=created,
+            writing=writing,
+        )
+
+
+@_retry_on_conflict
+def reply_edit(
+    *, user, message_id, content, client_id=None, writing: Collection[int] = ()
+) -> Reply:
+    """Edit a user message: store a sibling with ``content`` and a reply to it.
+
+    The sibling takes the edited message's place on the current path (the old branch
+    stays, one version back); otherwise as ``reply_start`` (one generation at a time,
+    the inactive conversation activated, ``client_id`` idempotent).
+    """
+    content = check_message_content(content)
+    client_id = _check_client_id(client_id)
+    with transaction.atomic():
+        sql.lock_user(user.pk)
+        original, target = _turn_target(user=user, message_id=message_id)
+        if original.role != Message.Role.USER:
+            raise DomainError("Only a message you wrote can be edited.", field="message")
+        return _store_turn(
+            user=user,
+            target=target,
+            content=content,
+            client_id=client_id,
+            edited=original,
+            writing=writing,
+        )
+
+
+@_retry_on_conflict
+def reply_regenerate(*, user, message_id, writing: Collection[int] = ()) -> Reply:
+    """Regenerate an assistant reply: store a sibling placeholder answering its question.
+
+    The new reply takes the old one's place on the current path (the old one stays, one
+    version back); one generation at a time, as ``reply_start``.
+    """
+    with transaction.atomic():
+        sql.lock_user(user.pk)
+        original, target = _turn_target(user=user, message_id=message_id)
+        if original.role != Message.Role.ASSISTANT:
+            raise DomainError("Only an assistant reply can be regenerated.", field="message")
+        question = (
+            Message.objects.filter(pk=original.parent_id, role=Message.Role.USER).first()
+            if original.parent_id is not None
+            else None
+        )
+        if question is None:
+            raise DomainError("This reply answers no question to ask again.", field="message")
+        return _store_turn(user=user, target=target, question=question, writing=writing)
+
+
+def _turn_target(*, user, message_id) -> tuple[Message, sql.SendTarget]:
+    """Return one of ``user``'s messages and its conversation as a send reads it.
+
+    Someone else's message is not found; the caller holds the user lock.
+    """
+    pk = selectors.parse_int_id(message_id, field="message")
+    original = Message.objects.filter(pk=pk, session__user=user).first()
+    if original is None:
+        raise MessageNotFound()
+    lease_cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
+    target = sql.session_by_id(original.session_id, lease_cutoff=lease_cutoff)
+    return original, target
+
+
+def _store_turn(
+    *,
+    user,
+    target: sql.SendTarget,
+    content: str | None = None,
+    client_id: str | None = None,
+    edited: Message | None = None,
+    question: Message | None = None,
+    created: bool = False,
+    writing: Collection[int] = (),
+) -> Reply:
+    """Store a turn in a conversation whose user lock the caller holds: the three sends.
+
+    A new question (``content``) follows the current leaf, or is a new version of
+    ``edited`` (its sibling); with ``question`` only a new reply to it is stored (a
+    regeneration). The current path moves to the new messages.
+    """
+    session = target.session
+    if session.detached_label:
+        raise ConversationReadOnly()
+    if client_id is not None and not created:
+        previous = Message.objects.filter(
+            session=session, client_id=client_id, role=Message.Role.USER
+        ).first()
+        if previous is not None:
+            reply = previous.children.filter(role=Message.Role.ASSISTANT).order_by("-pk").first()
+            return Reply(session, previous, reply, False, True, False)
+    interrupted: tuple[int, ...] = ()
+    if target.streaming_id is not None:
+        if target.streaming_id in writing or not target.streaming_abandoned:
+            metrics.REFUSALS.labels(GenerationInProgress.code).inc()
+            raise GenerationInProgress()
+        if reply_interrupt(message_id=target.streaming_id):
+            interrupted = (target.streaming_id,)
+    activate = not session.is_active or session.archived
+    if activate:
+        _deactivate_context(
+            user=user, model_id=session.model_id, run_id=session.run_id, keep_id=session.pk
+        )
+    branching = question is not None or edited is not None
+    if branching:
+        # The new version's parent becomes the leaf; the new messages follow it.
+        _path_to(session=session, leaf_id=question.pk if question else edited.parent_id)
+    # The counter says whether it is empty; rows made outside the services (fixtures)
+    # keep no counter, so an empty one is checked (an index probe, LIMIT 1).
+    first_message = not branching and (
+        created
+        or (
             session.message_count == 0
             and not Message.objects.filter(session=session, role=Message.Role.USER).exists()
         )
-        llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
-        now = timezone.now()
-        replied_at = now + timedelta(microseconds=1)
+    )
+    llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
+    now = timezone.now()
+    replied_at = now + timedelta(microseconds=1)
+    if question is None:
         user_message = sql.insert_message(
             session_id=session.pk,
             role=Message.Role.USER,
             content=content,
             status=Message.Status.COMPLETE,
             client_id=client_id,
+            parent_id=edited.parent_id if edited else None,
+            after_leaf=edited is None,
             at=now,
         )
-        assistant_message = sql.insert_message(
-            session_id=session.pk,
-            role=Message.Role.ASSISTANT,
-            content="",
-            status=Message.Status.STREAMING,
-            llm=llm,
-            reply_to_id=user_message.pk,
-            at=replied_at,
-            written_at=now,
-        )
-        title = None if session.title else provisional_title(content)
-        preview = _preview(content)
-        sql.session_after_send(
-            session_id=session.pk,
-            at=replied_at,
-            written_at=now,
-            preview=preview,
-            title=title,
-            activate=activate,
-        )
-    session.message_count += 2
+    else:
+        user_message = question
+    assistant_message = sql.insert_message(
+        session_id=session.pk,
+        role=Message.Role.ASSISTANT,
+        content="",
+        status=Message.Status.STREAMING,
+        llm=llm,
+        parent_id=user_message.pk,
+        at=replied_at,
+        written_at=now,
+    )
+    added = 1 if question is not None else 2
+    title = None if session.title else provisional_title(user_message.content)
+    preview = _preview(user_message.content)
+    sql.session_after_send(
+        session_id=session.pk,
+        added=added,
+        at=replied_at,
+        written_at=now,
+        preview=preview,
+        title=title,
+        activate=activate,
+    )
+    session.message_count += added
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
     session.preview = preview
@@ -658,6 +780,94 @@ def reply_start(
     return Reply(
         session, user_message, assistant_message, created, False, first_message, interrupted
     )
+
+
+def _path_to(*, session: ChatSession, leaf_id: int | None) -> None:
+    """Make the current path of ``session`` end at ``leaf_id`` (None: an empty path).
+
+    The messages after the deepest one the old and new paths share leave the path, the
+    new branch's messages join it, and the path's counter follows. A rolling summary
+    that covered a message of the old branch is dropped: the next replies read the path,
+    and a new summary of it is made when due. The caller holds the user lock.
+    """
+    shared, joining = None, []
+    if leaf_id is not None:
+        climb = sql.climb_to_path(leaf_id)
+        shared = climb[-1][0] if climb[-1][1] else None
+        joining = [pk for pk, on_path in climb if not on_path]
+    leaving = Message.objects.filter(session_id=session.pk, on_path=True)
+    if shared is not None:
+        leaving = leaving.filter(pk__gt=shared)  # ids grow along a path
+    if not leaving.update(on_path=False) and not joining:
+        return
+    Message.objects.filter(pk__in=joining).update(on_path=True)
+    fields = {"message_count": Message.objects.filter(session_id=session.pk, on_path=True).count()}
+    if session.summary_until_id is not None and (
+        shared is None or session.summary_until_id > shared
+    ):
+        fields.update(summary="", summary_until_id=None, summary_message_count=0)
+    ChatSession.objects.filter(pk=session.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(session, name, value)
+
+
+@_retry_on_conflict
+def conversation_branch(*, user, session_id, message_id) -> ChatSession:
+    """Move a conversation's current path through ``message_id`` to its newest leaf.
+
+    Refused while a reply is being written in the conversation (the version switcher
+    waits for it, as a send does). Takes the user lock.
+    """
+    session_id = selectors.parse_id(session_id, field="session")
+    with transaction.atomic():
+        lock_user(user)
+        session = ChatSession.objects.for_user(user).filter(pk=session_id).first()
+        if session is None:
+            raise ConversationNotFound()
+        message = selectors.message_get(session=session, message_id=message_id)
+        if Message.objects.filter(session=session, status=Message.Status.STREAMING).exists():
+            metrics.REFUSALS.labels(GenerationInProgress.code).inc()
+            raise GenerationInProgress()
+        leaf = Message.objects.get(pk=sql.newest_descendant(message.pk))
+        _path_to(session=session, leaf_id=leaf.pk)
+        if leaf.content:
+            session.preview = _preview(leaf.content)
+            ChatSession.objects.filter(pk=session.pk).update(preview=session.preview)
+    return session
+
+
+FEEDBACK_NOTE_MAX_CHARS = Feedback._meta.get_field("note").max_length
+
+
+@_retry_on_conflict
+def feedback_set(*, user, message_id, rating, note="") -> Feedback | None:
+    """Store ``user``'s rating (``up``/``down``) of an assistant reply; None clears it."""
+    pk = selectors.parse_int_id(message_id, field="message")
+    message = Message.objects.filter(pk=pk, session__user=user).only("pk", "role").first()
+    if message is None:
+        raise MessageNotFound()
+    if message.role != Message.Role.ASSISTANT:
+        raise DomainError("Only an assistant reply can be rated.", field="message")
+    if rating is None:
+        Feedback.objects.filter(user=user, message=message).delete()
+        return None
+    if rating not in Feedback.Rating.values:
+        raise DomainError('rating must be "up", "down" or null.', field="rating")
+    if note is None:
+        note = ""
+    if not isinstance(note, str):
+        raise DomainError("note must be a string.", field="note")
+    note = clean_text(note).strip()
+    if len(note) > FEEDBACK_NOTE_MAX_CHARS:
+        raise DomainError(
+            f"The note is longer than {FEEDBACK_NOTE_MAX_CHARS:,} characters.", field="note"
+        )
+    feedback, _ = Feedback.objects.update_or_create(
+        user=user,
+        message=message,
+        defaults={"rating": rating, "note": note, "updated_at": timezone.now()},
+    )
+    return feedback
 
 
 def replies_save_progress(*, contents: dict[int, str], alive: Collection[int] = ()) -> None:

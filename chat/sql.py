@@ -193,17 +193,31 @@ def insert_message(
     at: datetime,
     llm: str = "",
     client_id: str | None = None,
-    reply_to_id: int | None = None,
+    parent_id: int | None = None,
+    after_leaf: bool = False,
     written_at: datetime | None = None,
 ) -> Message:
-    """Insert one message (with every column's default) and return it."""
+    """Insert one message on the current path (every column's default) and return it.
+
+    Its parent is ``parent_id``, or with ``after_leaf`` the current leaf (the newest
+    message of the path, read in the same statement; none in an empty conversation).
+    """
     written_at = written_at or at
+    if after_leaf:
+        parent = (
+            f"(SELECT id FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
+            " ORDER BY created_at DESC, id DESC LIMIT 1)"
+        )
+        parent_params = [_uuid_param(session_id), True]
+    else:
+        parent, parent_params = "%s", [parent_id]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {MESSAGE} (session_id, role, content, status, error, llm,"
-            " prompt_tokens, completion_tokens, tools_used, client_id, reply_to_id,"
+            " prompt_tokens, completion_tokens, tools_used, client_id, parent_id, on_path,"
             " created_at, updated_at)"
-            " VALUES (%s, %s, %s, %s, '', %s, NULL, NULL, %s, %s, %s, %s, %s) RETURNING id",
+            f" VALUES (%s, %s, %s, %s, '', %s, NULL, NULL, %s, %s, {parent}, %s, %s, %s)"
+            " RETURNING id, parent_id",
             [
                 _uuid_param(session_id),
                 role,
@@ -212,12 +226,13 @@ def insert_message(
                 llm,
                 "[]",
                 client_id,
-                reply_to_id,
+                *parent_params,
+                True,
                 _time_param(at),
                 _time_param(written_at),
             ],
         )
-        pk = cursor.fetchone()[0]
+        pk, parent_id = cursor.fetchone()
     return Message(
         id=pk,
         session_id=session_id,
@@ -226,7 +241,8 @@ def insert_message(
         status=status,
         llm=llm,
         client_id=client_id,
-        reply_to_id=reply_to_id,
+        parent_id=parent_id,
+        on_path=True,
         created_at=at,
         updated_at=written_at,
     )
@@ -235,21 +251,22 @@ def insert_message(
 def session_after_send(
     *,
     session_id: uuid.UUID,
+    added: int = 2,
     at: datetime,
     written_at: datetime,
     preview: str,
     title: str | None,
     activate: bool,
 ) -> None:
-    """Count a question and its reply placeholder on the conversation."""
+    """Count a question and its reply placeholder (``added`` messages) on the conversation."""
     sets = [
-        "message_count = message_count + 2",
+        "message_count = message_count + %s",
         "last_message_at = %s",
         "activity_at = %s",
         "updated_at = %s",
         "preview = %s",
     ]
-    params = [_time_param(at), _time_param(at), _time_param(written_at), preview]
+    params = [added, _time_param(at), _time_param(at), _time_param(written_at), preview]
     if title is not None:
         sets.append("title = %s")
         params.append(title)
@@ -344,18 +361,19 @@ def renew(*, message_ids: list[int], at: datetime) -> None:
 def recent_messages(
     *, session_id: uuid.UUID, exclude_id: int, after_id: int | None, limit: int
 ) -> list[tuple[str, str]]:
-    """Return (role, content) of a conversation's user and assistant messages, newest first.
+    """Return (role, content) of the current path's user and assistant messages, newest first.
 
     Empty assistant messages (placeholders, failed replies with no text) are left out;
-    with ``after_id`` only messages after it. Reads the (session, created_at, id) index
+    with ``after_id`` only messages after it. Reads the path's index
     backwards, at most ``limit`` rows.
     """
     sql = (
-        f"SELECT role, content FROM {MESSAGE} WHERE session_id = %s AND role IN (%s, %s)"
-        " AND id <> %s AND NOT (role = %s AND content = '')"
+        f"SELECT role, content FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
+        " AND role IN (%s, %s) AND id <> %s AND NOT (role = %s AND content = '')"
     )
     params = [
         _uuid_param(session_id),
+        True,
         Message.Role.USER,
         Message.Role.ASSISTANT,
         exclude_id,
@@ -371,3 +389,36 @@ def recent_messages(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchall()
+
+
+def climb_to_path(message_id: int) -> list[tuple[int, bool]]:
+    """Return (id, on_path) of a message and its ancestors up to the current path.
+
+    From the message up: the ancestors off the path, then the deepest one on it, if any
+    (else the last is a root off the path). One statement, one row per step.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE up(id, parent_id, on_path) AS ("
+            f" SELECT id, parent_id, on_path FROM {MESSAGE} WHERE id = %s"
+            f" UNION ALL SELECT m.id, m.parent_id, m.on_path FROM {MESSAGE} m"
+            " JOIN up ON m.id = up.parent_id WHERE up.on_path = %s"
+            ") SELECT id, on_path FROM up",
+            [message_id, False],
+        )
+        return [(pk, bool(on_path)) for pk, on_path in cursor.fetchall()]
+
+
+def newest_descendant(message_id: int) -> int:
+    """Return the id of the newest message of the subtree under a message (or its own).
+
+    A child is written after its parent, so the newest is a leaf.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH RECURSIVE down(id) AS (SELECT id FROM {MESSAGE} WHERE id = %s UNION ALL"
+            f" SELECT m.id FROM {MESSAGE} m JOIN down ON m.parent_id = down.id)"
+            " SELECT max(id) FROM down",
+            [message_id],
+        )
+        return cursor.fetchone()[0]

@@ -30,6 +30,9 @@ from .streaming import events
 from .text import parse_json
 
 ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
+# An edit or a regeneration names the message it makes a new version of (SPEC 4.6).
+EDIT_FIELDS = {"edit", "message", "client_id"}
+REGENERATE_FIELDS = {"regenerate"}
 # Seconds of silence before a ``: ping`` comment (keeps proxies from closing the stream)
 # and a look at the stored reply (so nothing can leave the stream hanging).
 KEEPALIVE_INTERVAL = 15.0
@@ -74,10 +77,17 @@ def _parse(body: bytes) -> dict:
         raise error from None
     if not isinstance(data, dict):
         raise DomainError("The body must be a JSON object.")
-    unknown = sorted(data.keys() - ALLOWED_FIELDS)
+    kind = next((name for name in ("edit", "regenerate") if name in data), None)
+    allowed = {"edit": EDIT_FIELDS, "regenerate": REGENERATE_FIELDS}.get(kind, ALLOWED_FIELDS)
+    unknown = sorted(data.keys() - allowed)
     if unknown:
-        raise DomainError(f"Unknown fields: {', '.join(unknown)}.", field=unknown[0])
-    if "message" not in data:
+        what = f" with {kind}" if kind else ""
+        raise DomainError(f"Unknown fields{what}: {', '.join(unknown)}.", field=unknown[0])
+    if kind is not None:
+        value = data[kind]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DomainError(f"{kind} must be a message id (an integer).", field=kind)
+    if "message" not in data and kind != "regenerate":
         raise DomainError("message is required.", field="message")
     for name in ("session", "client_id"):
         if data.get(name) is not None and not isinstance(data[name], str):
@@ -225,13 +235,22 @@ async def stream_view(request):
     engine = streaming.Engine.current()
     try:
         data = _parse(request.body)
-        fields = {
-            "content": data["message"],
-            "session_id": data.get("session"),
-            "model_id": data.get("model"),
-            "run_id": data.get("run"),
-            "client_id": data.get("client_id"),
-        }
+        if "regenerate" in data:
+            fields = {"regenerate": data["regenerate"]}
+        elif "edit" in data:
+            fields = {
+                "edit": data["edit"],
+                "content": data["message"],
+                "client_id": data.get("client_id"),
+            }
+        else:
+            fields = {
+                "content": data["message"],
+                "session_id": data.get("session"),
+                "model_id": data.get("model"),
+                "run_id": data.get("run"),
+                "client_id": data.get("client_id"),
+            }
         raw = bearer_token(request.headers.get("Authorization"))
         if raw is not None:
             _, prepared = await streaming.db.run(_begin_with_token, raw, fields, engine.writing())

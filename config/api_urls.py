@@ -86,6 +86,22 @@ urlpatterns = [
         chat.SessionExportView.as_view(),
         name="api-session-export",
     ),
+    path(
+        "sessions/<str:session_id>/branch/",
+        chat.SessionBranchView.as_view(),
+        name="api-session-branch",
+    ),
+    path("messages/<str:message_id>/edit/", chat.MessageEditView.as_view(), name="api-edit"),
+    path(
+        "messages/<str:message_id>/regenerate/",
+        chat.MessageRegenerateView.as_view(),
+        name="api-regenerate",
+    ),
+    path(
+        "messages/<str:message_id>/feedback/",
+        chat.MessageFeedbackView.as_view(),
+        name="api-feedback",
+    ),
     path("tags/", chat.TagListView.as_view(), name="api-tags"),
     path("models/", models.ModelListView.as_view(), name="api-models"),
     path("models/<str:model_id>/", models.ModelDetailView.as_view(), name="api-model"),

@@ -81,6 +81,10 @@ class MessageFactory(factory.django.DjangoModelFactory):
     session = factory.SubFactory(ChatSessionFactory)
     role = Message.Role.USER
     content = factory.Sequence(lambda n: f"Message number {n}")
+    # A new message follows the conversation's current leaf, as a send's does.
+    parent = factory.LazyAttribute(
+        lambda o: Message.objects.filter(session=o.session, on_path=True).order_by("-id").first()
+    )
 
 
 def append_message(session, content, role=Message.Role.USER, at=None) -> Message:

@@ -76,6 +76,44 @@ class ChatStreamSerializer(serializers.Serializer):
     )
 
 
+class ChatStreamEditSerializer(serializers.Serializer):
+    edit = serializers.IntegerField(
+        min_value=1,
+        help_text=(
+            "One of your messages: `message` becomes a new version of it (its sibling), "
+            "answered by a new reply; the current path moves to them."
+        ),
+    )
+    message = serializers.CharField(
+        max_length=settings.MAX_MESSAGE_CHARS,
+        trim_whitespace=False,
+        help_text="The question's new text: not blank, at most MAX_MESSAGE_CHARS characters.",
+    )
+    client_id = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        max_length=CLIENT_ID_MAX_CHARS,
+        help_text="Idempotency key, as a send's.",
+    )
+
+
+class ChatStreamRegenerateSerializer(serializers.Serializer):
+    regenerate = serializers.IntegerField(
+        min_value=1,
+        help_text=(
+            "One of the assistant's replies: a new version of it (its sibling) is written "
+            "for the same question; the current path moves to it."
+        ),
+    )
+
+
+ChatStreamRequest = PolymorphicProxySerializer(
+    component_name="ChatStreamRequest",
+    serializers=[ChatStreamSerializer, ChatStreamEditSerializer, ChatStreamRegenerateSerializer],
+    resource_type_field_name=None,
+)
+
 SESSION = "The conversation's id."
 MESSAGE = "The assistant message's id."
 
@@ -197,6 +235,10 @@ the browser's session cookie with its CSRF token in the `X-CSRFToken` header.
 the object is one of the `ChatStreamEvent` schemas, told apart by `type` (the same events
 as the WebSocket `/ws/chat/`, SPEC 4.2):
 
+The body is a send (`message`, with `session` or `model`/`run`), an edit (`edit`: the id of
+one of your messages, and its new text as `message`) or a regeneration (`regenerate`: the
+id of an assistant reply); all three answer with the same events.
+
 - `session`: first, where the reply will stream (the conversation, the message ids);
 - `status`: what the assistant is doing, e.g. looking up the run's trades;
 - `token`: text of the reply (several tokens may come in one event);
@@ -226,7 +268,7 @@ class ChatStreamDocsView(APIView):
         tags=["chat"],
         summary="Send a message and stream the reply (SSE)",
         description=DESCRIPTION,
-        request=ChatStreamSerializer,
+        request=ChatStreamRequest,
         responses={
             (200, "text/event-stream"): OpenApiResponse(
                 ChatStreamEvent,

@@ -8,7 +8,7 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from chat.models import ChatSession, Context, Message
+from chat.models import ChatSession, Context, Feedback, Message
 from chat.services import CLIENT_ID_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX, TITLE_MAX_CHARS
 from core.api import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
@@ -161,7 +161,50 @@ class DeletedSerializer(serializers.Serializer):
     deleted = serializers.IntegerField()
 
 
+class AuthorSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["user", "assistant", "operator"])
+    name = serializers.CharField()
+
+
 class MessageSerializer(serializers.ModelSerializer):
+    """A message. ``selectors.message_details`` gives it its versions and the caller's
+    rating first (else it shows none: one version, no rating)."""
+
+    reply_to = serializers.IntegerField(
+        source="reply_to_id",
+        allow_null=True,
+        read_only=True,
+        help_text="The question an assistant reply answers (its parent); null otherwise.",
+    )
+    author = serializers.SerializerMethodField()
+    sibling_index = serializers.SerializerMethodField(
+        help_text="This version's place among the versions of its turn (1-based)."
+    )
+    sibling_count = serializers.SerializerMethodField()
+    sibling_ids = serializers.SerializerMethodField(
+        help_text="The ids of the turn's versions, in creation order."
+    )
+    feedback = serializers.SerializerMethodField(help_text="The caller's rating of a reply.")
+
+    @extend_schema_field(AuthorSerializer)
+    def get_author(self, message) -> dict:
+        if message.role == Message.Role.USER:
+            return {"kind": "user", "name": self.context.get("owner_name", "")}
+        return {"kind": "assistant", "name": message.llm or "Assistant"}
+
+    def get_sibling_ids(self, message) -> list[int]:
+        return list(getattr(message, "versions", [message.pk]))
+
+    def get_sibling_index(self, message) -> int:
+        return self.get_sibling_ids(message).index(message.pk) + 1
+
+    def get_sibling_count(self, message) -> int:
+        return len(self.get_sibling_ids(message))
+
+    @extend_schema_field(serializers.ChoiceField(choices=["up", "down"], allow_null=True))
+    def get_feedback(self, message) -> str | None:
+        return getattr(message, "my_feedback", None)
+
     class Meta:
         model = Message
         fields = [
@@ -176,7 +219,13 @@ class MessageSerializer(serializers.ModelSerializer):
             "completion_tokens",
             "tools_used",
             "client_id",
+            "parent",
             "reply_to",
+            "author",
+            "sibling_index",
+            "sibling_count",
+            "sibling_ids",
+            "feedback",
             "created_at",
             "updated_at",
         ]
@@ -211,9 +260,35 @@ class MessageCreateSerializer(StrictSerializer):
     )
 
 
+class BranchSerializer(StrictSerializer):
+    message = StrictIntegerField(
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="A message of the conversation: the path runs through it to its newest leaf.",
+    )
+
+
+class FeedbackSerializer(StrictSerializer):
+    rating = serializers.ChoiceField(
+        choices=Feedback.Rating.choices, allow_null=True, help_text="null clears the rating."
+    )
+    note = StrictCharField(
+        required=False, allow_blank=True, allow_null=True, trim_whitespace=True, max_length=2000
+    )
+
+
+class FeedbackResultSerializer(serializers.Serializer):
+    rating = serializers.ChoiceField(choices=Feedback.Rating.choices, allow_null=True)
+    note = serializers.CharField()
+
+
 class ReplySerializer(serializers.Serializer):
     user_message = MessageSerializer()
     assistant_message = MessageSerializer(allow_null=True)
+
+
+class RegenerateSerializer(serializers.Serializer):
+    assistant_message = MessageSerializer()
 
 
 class StopSerializer(serializers.Serializer):

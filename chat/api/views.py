@@ -253,9 +253,7 @@ class MessageListView(APIView):
         rows, has_more = selectors.message_page(
             session=session, before_id=query.get("before"), limit=query["limit"]
         )
-        return Response(
-            {"results": s.MessageSerializer(rows, many=True).data, "has_more": has_more}
-        )
+        return Response({"results": messages_data(rows, request), "has_more": has_more})
 
     @extend_schema(
         operation_id="messages_create",
@@ -288,16 +286,142 @@ class MessageListView(APIView):
             session_id=session.pk,
             client_id=data.get("client_id"),
         )
-        body = {
-            "user_message": s.MessageSerializer(reply.user_message).data,
-            "assistant_message": (
-                s.MessageSerializer(reply.assistant_message).data
-                if reply.assistant_message
-                else None
+        return reply_response(reply, request)
+
+
+def messages_data(messages, request) -> list[dict]:
+    """Return API objects of one conversation's ``messages`` (with versions and ratings)."""
+    messages = [m for m in messages if m is not None]
+    selectors.message_details(messages, user=request.user)
+    context = {"owner_name": request.user.get_username()}
+    return s.MessageSerializer(messages, many=True, context=context).data
+
+
+def reply_response(reply, request, *, question: bool = True) -> Response:
+    """Answer a send, an edit or a regeneration: 202 with the stored messages (200 when
+    this ``client_id`` was sent before)."""
+    data = messages_data([reply.user_message, reply.assistant_message], request)
+    body = {"assistant_message": data[1] if reply.assistant_message else None}
+    if question:
+        body = {"user_message": data[0], **body}
+    return Response(
+        body, status=status.HTTP_200_OK if reply.duplicate else status.HTTP_202_ACCEPTED
+    )
+
+
+MESSAGE_ID = OpenApiParameter(
+    "message_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="Message id."
+)
+
+
+class MessageEditView(APIView):
+    @extend_schema(
+        operation_id="messages_edit",
+        parameters=[MESSAGE_ID],
+        request=s.MessageCreateSerializer,
+        responses={
+            202: OpenApiResponse(
+                s.ReplySerializer,
+                description=(
+                    "A new version of the question (its sibling) and a `streaming` reply "
+                    "to it; the current path moves to them, the old branch stays."
+                ),
             ),
-        }
+            200: OpenApiResponse(
+                s.ReplySerializer,
+                description="This client_id was sent before: the same stored messages.",
+            ),
+            **errors(400, 404, 409, 429),
+        },
+        summary="Edit a question",
+        description=(
+            "On a user message: stores the edited text as a new version of it and starts "
+            "its reply, which streams like a send's. 409 `generation_in_progress` while a "
+            "reply is being written in the conversation."
+        ),
+    )
+    def post(self, request, message_id):
+        data = parse(s.MessageCreateSerializer, request.data)
+        reply = streaming.send_sync(
+            user=request.user,
+            edit=message_id,
+            content=data["content"],
+            client_id=data.get("client_id"),
+        )
+        return reply_response(reply, request)
+
+
+class MessageRegenerateView(APIView):
+    @extend_schema(
+        operation_id="messages_regenerate",
+        parameters=[MESSAGE_ID],
+        request=None,
+        responses={
+            202: OpenApiResponse(
+                s.RegenerateSerializer,
+                description=(
+                    "A new `streaming` version of the reply; the current path moves to it, "
+                    "the old reply stays."
+                ),
+            ),
+            **errors(400, 404, 409, 429),
+        },
+        summary="Regenerate a reply",
+        description=(
+            "On an assistant message: asks the LLM again for a reply to the same "
+            "question; it streams like a send's. 409 `generation_in_progress` while a "
+            "reply is being written in the conversation."
+        ),
+    )
+    def post(self, request, message_id):
+        reply = streaming.send_sync(user=request.user, regenerate=message_id)
+        return reply_response(reply, request, question=False)
+
+
+class SessionBranchView(APIView):
+    @extend_schema(
+        operation_id="sessions_branch",
+        parameters=[SESSION_ID],
+        request=s.BranchSerializer,
+        responses={200: s.MessagePageSerializer, **errors(400, 404, 409)},
+        summary="Switch to another version",
+        description=(
+            "Moves the current path through `message` to its newest leaf and returns the "
+            "path's newest messages (as the messages endpoint does). 409 "
+            "`generation_in_progress` while a reply is being written."
+        ),
+    )
+    def post(self, request, session_id):
+        data = parse(s.BranchSerializer, request.data)
+        session = services.conversation_branch(
+            user=request.user, session_id=session_id, message_id=data["message"]
+        )
+        rows, has_more = selectors.message_page(session=session)
+        return Response({"results": messages_data(rows, request), "has_more": has_more})
+
+
+class MessageFeedbackView(APIView):
+    @extend_schema(
+        operation_id="messages_feedback",
+        parameters=[MESSAGE_ID],
+        request=s.FeedbackSerializer,
+        responses={200: s.FeedbackResultSerializer, **errors(400, 404)},
+        summary="Rate a reply",
+        description="Thumbs up or down on an assistant reply, with an optional note; "
+        "`null` clears the caller's rating.",
+    )
+    def put(self, request, message_id):
+        data = parse(s.FeedbackSerializer, request.data)
+        feedback = services.feedback_set(
+            user=request.user,
+            message_id=message_id,
+            rating=data["rating"],
+            note=data.get("note") or "",
+        )
         return Response(
-            body, status=status.HTTP_200_OK if reply.duplicate else status.HTTP_202_ACCEPTED
+            {"rating": feedback.rating, "note": feedback.note}
+            if feedback
+            else {"rating": None, "note": ""}
         )
 
 

@@ -63,29 +63,40 @@ class Prepared:
 def prepare(
     *,
     user,
-    content,
+    content=None,
     session_id=None,
     model_id=None,
     run_id=None,
     client_id=None,
+    edit=None,
+    regenerate=None,
     check_rate: bool = True,
     writing=(),
 ) -> Prepared:
     """Store a user message and its reply placeholder, and build the reply's context.
 
-    Sync: one unit of database work (the send rate, ``reply_start``, the context read).
+    A send, or with ``edit`` (a user message's id) a new version of that question, or
+    with ``regenerate`` (an assistant message's id) a new version of that reply. Sync:
+    one unit of database work (the send rate, the service's transaction, the context).
     """
     if check_rate:
         ratelimit.check_send_rate(user_id=user.pk)
-    reply = services.reply_start(
-        user=user,
-        content=content,
-        session_id=session_id,
-        model_id=model_id,
-        run_id=run_id,
-        client_id=client_id,
-        writing=writing,
-    )
+    if regenerate is not None:
+        reply = services.reply_regenerate(user=user, message_id=regenerate, writing=writing)
+    elif edit is not None:
+        reply = services.reply_edit(
+            user=user, message_id=edit, content=content, client_id=client_id, writing=writing
+        )
+    else:
+        reply = services.reply_start(
+            user=user,
+            content=content,
+            session_id=session_id,
+            model_id=model_id,
+            run_id=run_id,
+            client_id=client_id,
+            writing=writing,
+        )
     context = None
     placeholder = reply.assistant_message
     if (

@@ -236,6 +236,7 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "MessageStatusEnum": "chat.models.Message.Status",
+        "RatingEnum": "chat.models.Feedback.Rating",
         "RunStatusEnum": "models_app.models.Run.Status",
         "OrderTypeEnum": "models_app.services.ORDER_TYPES",
     },

@@ -49,7 +49,7 @@ def test_json_export_round_trips_through_import(api, user, conversation):
     assert response.status_code == 200
     assert response["Content-Disposition"].endswith('.json"')
     data = json.loads(response.content)
-    assert data["format"] == "parlor.conversation" and data["version"] == 1
+    assert data["format"] == "parlor.conversation" and data["version"] == 2
     assert [m["role"] for m in data["messages"]] == ["user", "assistant"]
 
     imported = api.post("/api/sessions/import/", data, format="json")
@@ -100,7 +100,7 @@ def broken(change):
     [
         [],
         {"format": "other", "version": 1, "conversation": {}, "messages": []},
-        broken(lambda d: d.update(version=2)),
+        broken(lambda d: d.update(version=3)),
         broken(lambda d: d.update(extra=True)),
         broken(lambda d: d.update(messages={})),
         broken(lambda d: d["messages"].append({"role": "wizard", "content": "x"})),

@@ -22,7 +22,13 @@ MESSAGE_FIELDS = {
     "completion_tokens",
     "tools_used",
     "client_id",
+    "parent",
     "reply_to",
+    "author",
+    "sibling_index",
+    "sibling_count",
+    "sibling_ids",
+    "feedback",
     "created_at",
     "updated_at",
 }

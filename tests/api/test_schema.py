@@ -39,6 +39,10 @@ def test_schema_and_docs_are_served():
         "/api/sessions/{session_id}/messages/",
         "/api/sessions/{session_id}/stop/",
         "/api/sessions/{session_id}/export/",
+        "/api/sessions/{session_id}/branch/",
+        "/api/messages/{message_id}/edit/",
+        "/api/messages/{message_id}/regenerate/",
+        "/api/messages/{message_id}/feedback/",
         "/api/sessions/import/",
         "/api/sessions/delete-all/",
         "/api/models/",
@@ -65,10 +69,15 @@ def test_api_conforms_to_its_schema(user, model, run):
 
     raw, _ = token_issue(user=user)
     session, _ = services.conversation_start(user=user)
-    MessageFactory(session=session)
+    message = MessageFactory(session=session)
     services.conversation_start(user=user, run_id=run.pk)
     # Random ids only ever reach 404; half the examples use ids that exist instead.
-    known = {"session_id": str(session.pk), "model_id": model.pk, "run_id": run.pk}
+    known = {
+        "session_id": str(session.pk),
+        "message_id": message.pk,
+        "model_id": model.pk,
+        "run_id": run.pk,
+    }
     known_query = {"model": model.pk, "run": run.pk}
     auth = {"Authorization": f"Bearer {raw}"}
     schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())

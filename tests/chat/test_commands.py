@@ -17,6 +17,7 @@ from chat.management.commands.cleanup_empty_sessions import parse_age
 from chat.models import ChatSession, Message
 from models_app import services as model_services
 from models_app.models import Model, Run, Trade
+from tests.factories import append_message
 
 pytestmark = pytest.mark.django_db
 
@@ -114,7 +115,14 @@ def test_chat_report_prints_the_figures_after_seed_demo():
     assert "Momentum Scalper" in text
 
     data = json.loads(run("chat_report", "--json"))
-    assert set(data) == {"generated_at", "database", "health", "usage", "top_models"}
+    assert set(data) == {
+        "generated_at",
+        "database",
+        "health",
+        "usage",
+        "top_models",
+        "feedback",
+    }
     health, usage = data["health"], data["usage"]
     assert health["ok"] is True
     assert health["contexts_with_several_active"] == 0
@@ -129,6 +137,30 @@ def test_chat_report_prints_the_figures_after_seed_demo():
     assert usage["tokens"]["total"] == usage["tokens"]["prompt"] + usage["tokens"]["completion"]
     assert usage["tokens"]["total"] > 0
     assert [m["name"] for m in data["top_models"]] == ["Momentum Scalper", "Options Swing"]
+
+
+def test_chat_report_counts_feedback_per_llm_and_per_model(user, model, other_user):
+    general = services.conversation_start(user=user)[0]
+    about_model = services.conversation_start(user=user, model_id=model.pk)[0]
+    replies = []
+    for session, llm in [(general, "llm-a"), (general, "llm-a"), (about_model, "llm-b")]:
+        reply = append_message(session, "a reply", role=Message.Role.ASSISTANT)
+        Message.objects.filter(pk=reply.pk).update(llm=llm)
+        replies.append(reply)
+    services.feedback_set(user=user, message_id=replies[0].pk, rating="up")
+    services.feedback_set(user=user, message_id=replies[1].pk, rating="down", note="wrong")
+    services.feedback_set(user=user, message_id=replies[2].pk, rating="up")
+    data = json.loads(run("chat_report", "--json"))["feedback"]
+    assert data["by_llm"] == [
+        {"llm": "llm-a", "up": 1, "down": 1, "up_share": 0.5},
+        {"llm": "llm-b", "up": 1, "down": 0, "up_share": 1.0},
+    ]
+    assert data["by_model"] == [
+        {"id": model.pk, "name": model.name, "up": 1, "down": 0, "up_share": 1.0}
+    ]
+    text = run("chat_report")
+    assert "LLM llm-a: 1 up, 1 down (50% up)" in text
+    assert f"model {model.name} (#{model.pk}): 1 up, 0 down (100% up)" in text
 
 
 def test_chat_report_counts_the_problems_it_looks_for(user, model, settings):

@@ -388,7 +388,7 @@ def abandoned_reply(user, *, content="half a rep", seconds=60):
         role="assistant",
         content=content,
         status="streaming",
-        reply_to=question,
+        parent=question,
         updated_at=old,
     )
     return session, reply
@@ -561,3 +561,36 @@ async def test_deleting_a_conversation_mid_reply_stops_its_generation(dev_llm):
     assert tail[-1] == gone[0]
     assert dev_llm.stats.disconnects == disconnects + 1
     assert await messages_of(session_id) == []
+
+
+async def test_edit_and_regenerate_frames_answer_with_a_send_s_events(dev_llm):
+    user = await database_sync_to_async(UserFactory)()
+    socket = await open_socket(user)
+    await socket.send_json_to({"type": "send", "content": "first"})
+    first = await receive_until(socket)
+    started = first[0]
+    await socket.send_json_to({"type": "regenerate", "message": started["message"]})
+    again = await receive_until(socket)
+    assert again[0]["type"] == "session" and again[0]["session"] == started["session"]
+    assert again[0]["message"] != started["message"]
+    assert again[-1]["type"] == "done" and again[-1]["message"] == again[0]["message"]
+
+    await socket.send_json_to(
+        {"type": "edit", "message": started["user_message"], "content": "second"}
+    )
+    edited = await receive_until(socket)
+    assert edited[0]["user_message"] != started["user_message"]
+    assert edited[-1]["type"] == "done"
+
+    # Malformed frames are refused with the stream's error event; nothing is stored.
+    for frame, code in [
+        ({"type": "edit", "message": "1", "content": "x"}, "invalid"),
+        ({"type": "edit", "message": 1}, "invalid"),
+        ({"type": "regenerate", "message": 1, "content": "x"}, "invalid"),
+        ({"type": "regenerate", "message": 999999}, "not_found"),
+        ({"type": "regenerate", "message": started["user_message"]}, "invalid"),
+    ]:
+        await socket.send_json_to(frame)
+        event = await socket.receive_json_from(timeout=5)
+        assert (event["type"], event["code"]) == ("error", code), (frame, event)
+    await finish(socket)

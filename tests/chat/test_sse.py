@@ -110,6 +110,13 @@ async def test_session_auth_requires_csrf_and_bearer_does_not():
         (b'{"message": 5}', 400, "invalid"),
         (b'{"message": "hi", "session": "not-a-uuid"}', 400, "invalid"),
         (b'{"message": "hi", "model": 999999}', 404, "not_found"),
+        (b'{"edit": "1", "message": "hi"}', 400, "invalid"),
+        (b'{"edit": 1}', 400, "invalid"),
+        (b'{"edit": 1, "message": "hi", "session": "x"}', 400, "invalid"),
+        (b'{"regenerate": true}', 400, "invalid"),
+        (b'{"regenerate": 1, "message": "hi"}', 400, "invalid"),
+        (b'{"regenerate": 999999}', 404, "not_found"),
+        (b'{"edit": 999999, "message": "hi"}', 404, "not_found"),
     ],
 )
 async def test_bad_input_is_refused_and_nothing_is_stored(body, status, code):
@@ -338,3 +345,36 @@ async def test_the_same_client_id_again_replays_the_reply_from_its_start():
         offset += len(event["content"])
     reply = await database_sync_to_async(Message.objects.get)(pk=events[0]["message"])
     assert (reply.status, reply.content) == ("complete", "".join(e["content"] for e in tokens))
+
+
+async def test_edit_and_regenerate_stream_like_a_send():
+    user = await make_user()
+    headers = await bearer_for(user)
+    client = AsyncClient()
+    first = parse([c async for c in (await post(client, {"message": "one"}, headers))])
+    session, question, reply = (
+        first[0]["session"],
+        first[0]["user_message"],
+        first[0]["message"],
+    )
+
+    response = await post(client, {"regenerate": reply}, headers)
+    assert response.status_code == 200
+    events = parse([chunk async for chunk in response])
+    assert events[0]["type"] == "session" and events[0]["session"] == session
+    assert events[0]["user_message"] == question and events[0]["message"] != reply
+    assert events[-1]["type"] == "done" and events[-1]["message"] == events[0]["message"]
+
+    response = await post(client, {"edit": question, "message": "two [dev:echo=context]"}, headers)
+    events = parse([chunk async for chunk in response])
+    assert events[0]["user_message"] != question
+    text = "".join(e["content"] for e in events if e["type"] == "token")
+    assert "user: two" in text and "one" not in text
+
+    @database_sync_to_async
+    def path():
+        rows = Message.objects.filter(session_id=session, on_path=True).order_by("pk")
+        return [m.content for m in rows]
+
+    assert (await path())[0] == "two [dev:echo=context]"
+    await streaming.Engine.current().wait_idle(10)

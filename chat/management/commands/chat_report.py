@@ -6,8 +6,9 @@
 {total, older_than_24h}, ``past_summary_threshold_without_summary``, ``summary_threshold``,
 ``detached_conversations``, ``streaming_messages`` {total, stale}), ``usage``
 (``conversations``, ``messages``, ``messages_per_conversation`` {avg, median, max},
-``tokens`` {prompt, completion, total}) and ``top_models`` (id, name, owner,
-conversations, messages).
+``tokens`` {prompt, completion, total}), ``top_models`` (id, name, owner,
+conversations, messages) and ``feedback`` (users' thumbs on replies: ``by_llm`` rows of
+llm, up, down, up_share; ``by_model`` rows of id, name, up, down, up_share).
 
 ``--details`` adds the conversations behind the health figures (``details`` in JSON):
 ``multi_active``, ``empty``, ``unsummarized``, ``orphaned``, ``large``, ``stuck_streaming``
@@ -116,6 +117,15 @@ class Command(BaseCommand):
                 f"  {row['name']} (#{row['id']}, {row['owner']}): "
                 f"{row['conversations']} conversations, {row['messages']} messages"
             )
+        out("")
+        out("Reply feedback (thumbs up / down)")
+        feedback = data["feedback"]
+        if not feedback["by_llm"]:
+            out("  (none)")
+        for row in feedback["by_llm"]:
+            out(f"  LLM {row['llm']}: {_votes(row)}")
+        for row in feedback["by_model"]:
+            out(f"  model {row['name']} (#{row['id']}): {_votes(row)}")
 
     def _details(self, details: dict, threshold: int) -> None:
         out = self.stdout.write
@@ -229,6 +239,10 @@ class Command(BaseCommand):
         if summary["due"]:
             return f"{state}, {summary['behind']:,} messages behind: due"
         return f"{state}, up to date" if summary["covers"] else f"{state}, none due yet"
+
+
+def _votes(row: dict) -> str:
+    return f"{row['up']} up, {row['down']} down ({row['up_share']:.0%} up)"
 
 
 def _one_line(text: str | None) -> str:
