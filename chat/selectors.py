@@ -219,9 +219,11 @@ def message_list(*, session: ChatSession, path_only: bool = False) -> QuerySet[M
 
 
 def message_details(messages: Sequence[Message], *, user) -> None:
-    """Give each of ``messages`` (one conversation's) what its API object shows beyond its
-    fields: ``versions`` (its siblings' ids, itself included, in creation order) and
-    ``my_feedback`` (``user``'s rating, or None). Two queries, or three with a first turn.
+    """Give each of ``messages`` (one conversation's) what its API object and the page
+    show beyond its fields: ``versions`` (its siblings' ids, itself included, in creation
+    order), ``version_index`` (1-based), ``version_prev`` and ``version_next`` (the ids of
+    the versions beside it, or None) and ``my_feedback`` (``user``'s rating, or None).
+    Two queries, however many messages.
     """
     versions = message_versions(messages)
     ratings = dict(
@@ -230,7 +232,12 @@ def message_details(messages: Sequence[Message], *, user) -> None:
         )
     )
     for message in messages:
-        message.versions = versions.get(message.pk, [message.pk])
+        ids = versions.get(message.pk, [message.pk])
+        index = ids.index(message.pk)
+        message.versions = ids
+        message.version_index = index + 1
+        message.version_prev = ids[index - 1] if index > 0 else None
+        message.version_next = ids[index + 1] if index + 1 < len(ids) else None
         message.my_feedback = ratings.get(message.pk)
 
 

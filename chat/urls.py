@@ -14,6 +14,12 @@ urlpatterns = [
         views.message_detail,
         name="message",
     ),
+    path(
+        "c/<uuid:session_id>/messages/<int:message_id>/feedback",
+        views.message_feedback,
+        name="feedback",
+    ),
+    path("c/<uuid:session_id>/branch", views.session_branch, name="branch"),
     path("c/<uuid:session_id>/rename", views.session_rename, name="rename"),
     path("c/<uuid:session_id>/tags", views.session_tags, name="tags"),
     path("c/<uuid:session_id>/item", views.session_item, name="item"),

@@ -88,7 +88,7 @@ def domain_errors(view):
                 raise Http404(exc.message)
             # Rendered here, not raised as BadRequest: a refused value is no server trouble
             # and needs no traceback in the log.
-            return render(request, "400.html", {"reason": exc.message}, status=400)
+            return render(request, "400.html", {"reason": exc.message}, status=exc.status)
 
     return wrapper
 
@@ -210,6 +210,7 @@ def _chat_page(request, *, session=None, model=None, run=None):
     if session is not None:
         model, run = session.model, session.run
         messages, has_more = selectors.message_page(session=session, limit=MESSAGE_PAGE)
+        selectors.message_details(messages, user=request.user)
         streaming_id = next((m.pk for m in messages if m.status == Message.Status.STREAMING), None)
     context = {
         "session": session,
@@ -298,6 +299,7 @@ def older_messages(request, session_id):
     messages, has_more = selectors.message_page(
         session=session, before_id=request.GET.get("before"), limit=MESSAGE_PAGE
     )
+    selectors.message_details(messages, user=request.user)
     return render(
         request,
         "chat/partials/_message_page.html",
@@ -317,6 +319,39 @@ def message_detail(request, session_id, message_id):
         if message.reply_to_id is None:
             raise Http404("This message answers no question.")
         message = selectors.message_get(session=session, message_id=message.reply_to_id)
+    selectors.message_details([message], user=request.user)
+    return render(request, "chat/partials/_message.html", {"message": message})
+
+
+@login_required
+@require_POST
+@domain_errors
+def session_branch(request, session_id):
+    """Switch to another version of a turn (``message``): return the new path's newest
+    messages, as the page shows them."""
+    session = services.conversation_branch(
+        user=request.user, session_id=session_id, message_id=request.POST.get("message")
+    )
+    messages, has_more = selectors.message_page(session=session, limit=MESSAGE_PAGE)
+    selectors.message_details(messages, user=request.user)
+    return render(
+        request,
+        "chat/partials/_message_page.html",
+        {"session": session, "messages": messages, "has_more": has_more},
+    )
+
+
+@login_required
+@require_POST
+@domain_errors
+def message_feedback(request, session_id, message_id):
+    """Rate a reply (``rating`` up or down; the rating it has already clears it) and
+    return the reply as the page shows it."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    message = selectors.message_get(session=session, message_id=message_id)
+    rating = request.POST.get("rating") or None
+    services.feedback_set(user=request.user, message_id=message.pk, rating=rating)
+    selectors.message_details([message], user=request.user)
     return render(request, "chat/partials/_message.html", {"message": message})
 
 

@@ -9,6 +9,7 @@ real view's events and errors in tests/api/test_schema_stream.py.
 """
 
 from django.conf import settings
+from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
@@ -109,7 +110,7 @@ class ChatStreamRegenerateSerializer(serializers.Serializer):
 
 
 ChatStreamRequest = PolymorphicProxySerializer(
-    component_name="ChatStreamRequest",
+    component_name="ChatStreamBody",
     serializers=[ChatStreamSerializer, ChatStreamEditSerializer, ChatStreamRegenerateSerializer],
     resource_type_field_name=None,
 )
@@ -259,9 +260,22 @@ a failure is an `error` event.
 """
 
 
+class _BodyRequired(AutoSchema):
+    """drf-spectacular marks a body required by its serializer's required fields, which
+    a oneOf (send, edit or regenerate) has none of at its top: this one always is."""
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body:
+            body["required"] = True
+        return body
+
+
 class ChatStreamDocsView(APIView):
     """The schema of ``POST /api/chat/stream``; never routed (config/urls.py routes the
     path to chat.views_stream.stream_view)."""
+
+    schema = _BodyRequired()
 
     @extend_schema(
         operation_id="chat_stream",

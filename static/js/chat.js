@@ -618,8 +618,11 @@
         rekey(outgoing.reply);
       }
       // Sent: its draft is done with (what is typed since is kept under the conversation).
-      drafts.forget(outgoing.draftKey);
-      drafts.save();
+      if (outgoing.draftKey) {
+        drafts.forget(outgoing.draftKey);
+        drafts.save();
+      }
+      if (outgoing.kind === "send") addActions(outgoing.user);
       if (state.stopRequested) transmit({ type: "stop", session: state.session });
       if (!event.message) {
         // No reply to wait for (an operator joined the conversation, say).
@@ -668,12 +671,26 @@
       note.textContent = "Stopped";
       bubble.querySelector(".msg-main").appendChild(note);
     }
+    const outgoing = state.outgoing && state.outgoing.reply === bubble ? state.outgoing : null;
     replyEnded(bubble);
     if (wasStreaming) refreshSidebar();
-    if (bubble.dataset.usedTools && bubble.dataset.messageId && window.htmx) {
-      const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId;
-      window.htmx.ajax("GET", url, { target: bubble, swap: "outerHTML" });
+    enhanceCode(bubble);
+    if (outgoing && outgoing.kind !== "send") {
+      // A new version: the server's rendering shows its place among the versions.
+      refreshBubble(bubble);
+      if (outgoing.kind === "edit") refreshBubble(outgoing.user);
+    } else if (bubble.dataset.usedTools) {
+      refreshBubble(bubble);
+    } else {
+      addActions(bubble);
     }
+  }
+
+  // Show a message as the server renders it now (its actions, versions, tools used).
+  function refreshBubble(bubble) {
+    if (!bubble || !bubble.dataset.messageId || !state.session || !window.htmx) return;
+    const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId;
+    window.htmx.ajax("GET", url, { target: bubble, swap: "outerHTML" });
   }
 
   function onError(event) {
@@ -723,11 +740,12 @@
   // it goes back into the composer, with the reason beside it.
   function refused(outgoing, event) {
     state.outgoing = null;
-    outgoing.user.remove();
+    if (outgoing.kind !== "regenerate") outgoing.user.remove();
     outgoing.reply.remove();
+    if (outgoing.kind !== "send") reloadMessages();
     restoreEmptyState();
     if (state.ephemeral) state.session = ""; // nothing was created: a fresh id next time
-    if (input) {
+    if (input && outgoing.content !== null) {
       const typed = input.value;
       input.value = typed.trim() ? outgoing.content + "\n\n" + typed : outgoing.content;
       drafts.save();
@@ -818,38 +836,69 @@
     refreshComposer();
   }
 
-  function send(content) {
+  // Send a message, or with `options.edit` (a user message's id) a new version of that
+  // question, or with `options.regenerate` (an assistant reply's bubble) a new version of
+  // that reply. What the new version replaces leaves the page at once (the server keeps
+  // it, one version back); the reply streams like any other.
+  function send(content, options) {
+    options = options || {};
     showProblem("");
-    const tooLong = lengthProblem(content);
-    if (tooLong) {
-      showProblem(tooLong);
-      return false;
+    if (content !== null) {
+      const tooLong = lengthProblem(content);
+      if (tooLong) {
+        showProblem(tooLong);
+        return false;
+      }
     }
     if (state.ephemeral && !state.session) state.session = uuid4();
-    const frame = { type: "send", session: state.session, content: content, client_id: uuid4() };
-    if (state.ephemeral) {
-      if (state.model) frame.model = Number(state.model);
-      if (state.run) frame.run = Number(state.run);
+    let frame;
+    let mine;
+    let kind = "send";
+    if (options.regenerate) {
+      kind = "regenerate";
+      const old = options.regenerate;
+      frame = { type: "regenerate", message: Number(old.dataset.messageId) };
+      mine = old.previousElementSibling;
+      removeFrom(old);
+    } else {
+      if (options.edit) {
+        kind = "edit";
+        frame = { type: "edit", message: Number(options.edit.dataset.messageId), content: content, client_id: uuid4() };
+        removeFrom(options.edit);
+      } else {
+        frame = { type: "send", session: state.session, content: content, client_id: uuid4() };
+        if (state.ephemeral) {
+          if (state.model) frame.model = Number(state.model);
+          if (state.run) frame.run = Number(state.run);
+        }
+      }
+      mine = makeBubble("user");
+      mine.dataset.raw = content;
+      // Rendered as the server renders it after a reload.
+      mine.querySelector(".msg-body").innerHTML = Markdown.html(content);
     }
-    const mine = makeBubble("user");
-    mine.dataset.raw = content;
-    // Rendered as the server renders it after a reload.
-    mine.querySelector(".msg-body").innerHTML = Markdown.html(content);
     const reply = makeBubble("assistant");
     state.outgoing = {
+      kind: kind,
       content: content,
       frame: frame,
       user: mine,
       reply: reply,
       acked: false,
       transmitted: false,
-      draftKey: drafts.key(),
+      draftKey: kind === "send" ? drafts.key() : null,
     };
     state.stopRequested = false;
     setBusy(true);
     scrollDown(true);
     transmitOutgoing();
     return true;
+  }
+
+  // Take a message and everything after it off the page (a new version replaces them).
+  function removeFrom(bubble) {
+    while (bubble.nextElementSibling) bubble.nextElementSibling.remove();
+    bubble.remove();
   }
 
   // Send the message being sent (again, after a reconnect: the same client_id makes a
@@ -1008,13 +1057,243 @@
   }
 
   list.addEventListener("click", function (event) {
-    const retry = event.target instanceof Element ? event.target.closest("[data-retry]") : null;
-    if (!retry || state.busy) return;
-    // Retry sends again the question the failed reply answered.
-    let node = retry.closest(".msg");
-    while (node && !node.classList.contains("msg-user")) node = node.previousElementSibling;
-    if (node && node.dataset.raw) send(node.dataset.raw);
+    const target = event.target instanceof Element ? event.target : null;
+    const button = target && target.closest("button");
+    if (!button || !list.contains(button)) return;
+    const bubble = button.closest(".msg");
+    if (button.matches("[data-retry]")) {
+      if (state.busy) return;
+      // Retry sends again the question the failed reply answered.
+      let node = bubble;
+      while (node && !node.classList.contains("msg-user")) node = node.previousElementSibling;
+      if (node && node.dataset.raw) send(node.dataset.raw);
+    } else if (button.matches(".code-copy")) {
+      copyText(button.parentElement.querySelector("pre").innerText, button, "Copy code");
+    } else if (button.matches("[data-copy]")) {
+      copyText(messageText(bubble), button, "Copy");
+    } else if (button.matches("[data-edit]")) {
+      if (!waitForReply()) startEdit(bubble);
+    } else if (button.matches("[data-regenerate]")) {
+      if (!waitForReply()) send(null, { regenerate: bubble });
+    } else if (button.matches("[data-branch]") && button.dataset.branch) {
+      if (!waitForReply()) switchVersion(bubble, button);
+    }
   });
+
+  // Edits, regenerations and version switches wait for the reply being written.
+  function waitForReply() {
+    if (!state.busy && !state.outgoing) return false;
+    showProblem("Wait for the reply to finish, or stop it, first.");
+    return true;
+  }
+
+  // ---------- Message actions ----------
+
+  function announce(text) {
+    const region = document.getElementById("chat-announce");
+    if (!region) return;
+    region.textContent = "";
+    window.setTimeout(function () {
+      region.textContent = text;
+    }, 50);
+  }
+
+  // The text of a message: as typed (a question), as streamed, or as shown.
+  function messageText(bubble) {
+    if (bubble.dataset.raw) return bubble.dataset.raw;
+    const reply = state.replies.get(bubble.dataset.messageId || "");
+    if (reply) return reply.shown;
+    return bubble.querySelector(".msg-body").innerText.trim();
+  }
+
+  function copyText(text, button, label) {
+    const done = function () {
+      button.textContent = "Copied";
+      announce("Copied to the clipboard.");
+      window.setTimeout(function () {
+        button.textContent = label;
+      }, 1500);
+    };
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(text).then(done, function () {
+        if (copyWithSelection(text)) done();
+      });
+    } else if (copyWithSelection(text)) {
+      done();
+    }
+  }
+
+  // Where the Clipboard API is not offered (plain HTTP on another host): a selection.
+  function copyWithSelection(text) {
+    const area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "visually-hidden";
+    document.body.appendChild(area);
+    area.select();
+    let copied = false;
+    try {
+      copied = document.execCommand("copy");
+    } catch (err) {
+      copied = false;
+    }
+    area.remove();
+    if (!copied) announce("Copying is not allowed here: select the text instead.");
+    return copied;
+  }
+
+  // A copy button on each code block of finished messages.
+  function enhanceCode(root) {
+    root.querySelectorAll(".msg-body pre").forEach(function (pre) {
+      if (pre.closest(".streaming") || pre.parentElement.classList.contains("code-block")) return;
+      const block = document.createElement("div");
+      block.className = "code-block";
+      pre.replaceWith(block);
+      block.appendChild(pre);
+      const copy = document.createElement("button");
+      copy.type = "button";
+      copy.className = "code-copy";
+      copy.textContent = "Copy code";
+      block.appendChild(copy);
+    });
+  }
+
+  function actionButton(label, name, attribute, value) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "msg-action";
+    button.setAttribute(attribute, value || "");
+    button.setAttribute("aria-label", name);
+    button.textContent = label;
+    return button;
+  }
+
+  // The actions of a message shown before a reload (the server renders the same ones:
+  // chat/templates/chat/partials/_message_actions.html).
+  function addActions(bubble) {
+    if (!bubble || !bubble.dataset.messageId || bubble.querySelector(".msg-actions")) return;
+    const bar = document.createElement("div");
+    bar.className = "msg-actions";
+    if (bubble.classList.contains("msg-user")) {
+      bar.append(actionButton("Copy", "Copy message", "data-copy"), actionButton("Edit", "Edit message", "data-edit"));
+    } else {
+      bar.append(actionButton("Copy", "Copy reply", "data-copy"), actionButton("Regenerate", "Regenerate reply", "data-regenerate"));
+      const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId + "/feedback";
+      [["up", "Good reply", "\uD83D\uDC4D"], ["down", "Bad reply", "\uD83D\uDC4E"]].forEach(function (rate) {
+        const button = actionButton("", rate[1], "data-rate", rate[0]);
+        const icon = document.createElement("span");
+        icon.setAttribute("aria-hidden", "true");
+        icon.textContent = rate[2];
+        button.appendChild(icon);
+        button.title = rate[1];
+        button.setAttribute("aria-pressed", "false");
+        button.setAttribute("hx-post", url);
+        button.setAttribute("hx-vals", JSON.stringify({ rating: rate[0] }));
+        button.setAttribute("hx-target", "closest .msg");
+        button.setAttribute("hx-swap", "outerHTML");
+        bar.appendChild(button);
+      });
+    }
+    const error = bubble.querySelector(".msg-error");
+    bubble.querySelector(".msg-main").insertBefore(bar, error);
+    if (window.htmx) window.htmx.process(bar);
+  }
+
+  // Edit a question in place: Save & submit sends it as a new version, Cancel (or
+  // Escape) leaves it as it was.
+  function startEdit(bubble) {
+    if (bubble.querySelector(".msg-edit")) return;
+    const body = bubble.querySelector(".msg-body");
+    const bar = bubble.querySelector(".msg-actions");
+    const editor = document.createElement("form");
+    editor.className = "msg-edit";
+    const label = document.createElement("label");
+    label.className = "visually-hidden";
+    const area = document.createElement("textarea");
+    area.id = "edit-" + bubble.dataset.messageId;
+    label.htmlFor = area.id;
+    label.textContent = "Edit your message";
+    area.value = bubble.dataset.raw || body.innerText;
+    const buttons = document.createElement("div");
+    buttons.className = "msg-edit-buttons";
+    const cancel = document.createElement("button");
+    cancel.type = "button";
+    cancel.className = "btn btn-small";
+    cancel.textContent = "Cancel";
+    const save = document.createElement("button");
+    save.type = "submit";
+    save.className = "btn btn-small btn-primary";
+    save.textContent = "Save & submit";
+    buttons.append(cancel, save);
+    editor.append(label, area, buttons);
+    body.hidden = true;
+    if (bar) bar.hidden = true;
+    bubble.querySelector(".msg-main").insertBefore(editor, body);
+    area.focus();
+    area.setSelectionRange(area.value.length, area.value.length);
+
+    const close = function () {
+      editor.remove();
+      body.hidden = false;
+      if (bar) bar.hidden = false;
+      const again = bubble.querySelector("[data-edit]");
+      if (again) again.focus();
+    };
+    cancel.addEventListener("click", close);
+    area.addEventListener("keydown", function (event) {
+      if (event.key === "Escape") {
+        event.preventDefault();
+        event.stopPropagation();
+        close();
+      } else if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+        event.preventDefault();
+        editor.requestSubmit();
+      }
+    });
+    editor.addEventListener("submit", function (event) {
+      event.preventDefault();
+      const text = area.value;
+      if (!text.trim()) {
+        showProblem("The message is empty.");
+        area.focus();
+        return;
+      }
+      if (waitForReply()) return;
+      send(text, { edit: bubble });
+    });
+  }
+
+  // ‹ 2 / 3 ›: the page shows the chosen version's branch (as the server now has it).
+  function switchVersion(bubble, button) {
+    const target = button.dataset.branch;
+    const previous = button.getAttribute("aria-label");
+    if (!window.htmx || !state.session) return;
+    window.htmx
+      .ajax("POST", "/c/" + state.session + "/branch", {
+        target: list,
+        swap: "innerHTML",
+        values: { message: target },
+      })
+      .then(function () {
+        enhanceCode(list);
+        const shown = document.getElementById("msg-" + target);
+        if (!shown) return;
+        const label = shown.querySelector(".version-label");
+        if (label) announce("Version " + label.textContent.replace(/\s+/g, " "));
+        // The keyboard stays on the switcher, to flip on.
+        const same = shown.querySelector('.version-btn[aria-label="' + previous + '"]');
+        const focus = same && !same.disabled ? same : shown.querySelector(".version-btn:not(:disabled)");
+        if (focus) focus.focus();
+      });
+  }
+
+  // The page's messages as the server has them (after a refused edit, say).
+  function reloadMessages() {
+    if (!window.htmx || !state.session || state.ephemeral) return;
+    window.htmx.ajax("GET", "/c/" + state.session + "/messages", { target: list, swap: "innerHTML" }).then(function () {
+      enhanceCode(list);
+    });
+  }
 
   // Older messages go in above what is on screen: keep the view where it was.
   let fromBottom = null;
@@ -1025,6 +1304,7 @@
     }
   });
   document.addEventListener("htmx:afterSwap", function () {
+    enhanceCode(list);
     if (fromBottom === null) return;
     scroller.scrollTop = scroller.scrollHeight - fromBottom;
     fromBottom = null;
@@ -1044,6 +1324,7 @@
     focusComposer: focusComposer,
   };
 
+  enhanceCode(list);
   refreshComposer();
   refreshJump();
   if (input && !state.readOnly && window.matchMedia("(min-width: 769px)").matches) input.focus();

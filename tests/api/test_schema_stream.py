@@ -98,7 +98,20 @@ def test_the_schema_documents_the_stream_request_auth_and_responses():
 
     body = operation["requestBody"]
     assert body["required"] is True and list(body["content"]) == ["application/json"]
-    request = component(doc, body["content"]["application/json"]["schema"]["$ref"])
+    # One of a send, an edit and a regeneration.
+    kinds = component(doc, body["content"]["application/json"]["schema"]["$ref"])["oneOf"]
+    send, edit, regenerate = (component(doc, kind["$ref"]) for kind in kinds)
+    assert (set(edit["properties"]), edit["required"]) == (
+        {"edit", "message", "client_id"},
+        ["edit", "message"],
+    )
+    assert (set(regenerate["properties"]), regenerate["required"]) == (
+        {"regenerate"},
+        ["regenerate"],
+    )
+    assert edit["properties"]["edit"]["type"] == regenerate["properties"]["regenerate"]["type"]
+    assert edit["properties"]["edit"]["type"] == "integer"
+    request = send
     properties = request["properties"]
     assert set(properties) == {"message", "session", "model", "run", "client_id"}
     assert request["required"] == ["message"]

@@ -373,3 +373,39 @@ def test_concurrent_edits_and_regenerations_start_exactly_one_generation():
     )
     assert len(on_path) == 2
     assert ChatSession.objects.get(pk=session.pk).message_count == 2
+
+
+@pytest.mark.django_db
+def test_the_page_switches_versions_and_rates_replies(user, other_user, client_for):
+    from .conftest import HTMX
+
+    session = start(user)
+    first = services.reply_start(user=user, content="one", session_id=session.pk)
+    services.reply_finish(message_id=first.assistant_message.pk, status="complete", content="A")
+    again = services.reply_regenerate(user=user, message_id=first.assistant_message.pk)
+    services.reply_finish(message_id=again.assistant_message.pk, status="complete", content="B")
+    web = client_for(user)
+
+    page = web.get(f"/c/{session.pk}").content.decode()
+    assert 'aria-label="Previous version"' in page and "2 / 2" in page
+    assert page.count('aria-label="Edit message"') == 1
+
+    url = f"/c/{session.pk}/branch"
+    response = web.post(url, {"message": first.assistant_message.pk}, **HTMX)
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert f'id="msg-{first.assistant_message.pk}"' in html and "1 / 2" in html
+    assert f'id="msg-{again.assistant_message.pk}"' not in html
+    assert client_for(other_user).post(url, {"message": first.user_message.pk}).status_code == 404
+    assert web.post(url, {"message": "x"}).status_code == 404
+
+    feedback = f"/c/{session.pk}/messages/{first.assistant_message.pk}/feedback"
+    response = web.post(feedback, {"rating": "down"}, **HTMX)
+    assert response.status_code == 200
+    assert 'data-rate="down"' in response.content.decode()
+    assert 'aria-pressed="true"' in response.content.decode()
+    assert first.assistant_message.feedback.get().rating == "down"
+    assert web.post(feedback, {"rating": "sideways"}).status_code == 400
+    assert client_for(other_user).post(feedback, {"rating": "up"}).status_code == 404
+    web.post(feedback, {"rating": ""}, **HTMX)
+    assert not first.assistant_message.feedback.exists()
