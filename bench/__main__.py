@@ -28,7 +28,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-PARTS = ("reads", "writes", "upstream", "pages", "sse", "ws", "workers", "report", "render")
+PARTS = (
+    "reads",
+    "tree",
+    "writes",
+    "upstream",
+    "pages",
+    "sse",
+    "ws",
+    "workers",
+    "report",
+    "render",
+)
 # Open WebUI 0.12.4 at 50 clients, from issue 9's run on the 2-core machine (its
 # /api/chat/completions, same fake upstream): TTFT p50 1,075 ms where direct was 106 ms,
 # 8,811 tokens/s where direct was 91,073. The targets compare Parlor's ratio to direct in
@@ -254,6 +265,11 @@ class Run:
         from bench import db_pages
 
         return db_pages.run()
+
+    def tree(self):
+        from bench import tree
+
+        return tree.run()
 
     def report_details(self):
         from bench import report_details
@@ -501,6 +517,7 @@ class Run:
 
     def run(self):
         self.part("reads", self.reads)
+        self.part("tree", self.tree)
         self.part("writes", self.writes)
         self.part("upstream", self.upstream_check)
         self.part("pages", self.pages)

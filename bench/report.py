@@ -247,6 +247,33 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
                 target=f"≤ {SIDEBAR_P95_MS:g} ms, constant queries",
                 met=side["p95_ms"] <= SIDEBAR_P95_MS,
             )
+    tree = results.get("tree")
+    if tree is not None:
+        failure = _failed(tree)
+        if failure:
+            add("Message tree", failure)
+        else:
+            single, branched = tree["single_path"], tree["tree"]
+            for name, label in (
+                ("page", "50-message page (with versions)"),
+                ("page_html", "50-message page as HTML"),
+                ("context", "next reply's context"),
+            ):
+                add(
+                    f"1,000-message tree, 50 branches: {label}, p50 / p95 (queries)",
+                    f"{_n(branched[name]['p50_ms'], 2)} / {_n(branched[name]['p95_ms'], 2)} ms "
+                    f"({branched[name]['queries']})",
+                    direct=f"one path: {_n(single[name]['p50_ms'], 2)} ms "
+                    f"({single[name]['queries']})",
+                    versus=f"×{tree[f'{name}_p50_ratio']}",
+                )
+            add(
+                "Switching versions, early / late fork: p50 (queries)",
+                f"{_n(g(branched, 'switch_early', 'p50_ms'), 2)} / "
+                f"{_n(g(branched, 'switch_late', 'p50_ms'), 2)} ms "
+                f"({g(branched, 'switch_early', 'queries')} / "
+                f"{g(branched, 'switch_late', 'queries')})",
+            )
     report = results.get("report")
     if report is not None:
         failure = _failed(report)
