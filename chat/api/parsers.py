@@ -4,8 +4,9 @@ import codecs
 import re
 
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser, MultiPartParser, get_encoding
 
+from chat.exceptions import DomainError
 from chat.text import parse_json
 
 
@@ -34,3 +35,14 @@ def _reason(message: str) -> str:
     if found:
         return found.group(1)
     return message[:1].lower() + message[1:].rstrip(".")
+
+
+class UploadParser(MultiPartParser):
+    """multipart/form-data, a malformed body refused in the API's words (400 ``invalid``)
+    rather than as the JSON parse error the handler makes of any ParseError."""
+
+    def parse(self, stream, media_type=None, parser_context=None):
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except ParseError as exc:
+            raise DomainError(f"The body is not valid multipart/form-data ({exc.detail}).")

@@ -98,8 +98,11 @@ def test_no_serious_or_critical_axe_violations(open_page, scheme):
     page.open("/models/")
     problems += check(page, "models list")
     page.screenshot_to(f"axe-models-{scheme}")
-    page.open("/accounts/password_change/")
+    response = page.open("/accounts/password/")
+    assert response.status == 200
     problems += check(page, "password (account settings)")
+    page.open("/import/chatgpt")
+    problems += check(page, "ChatGPT import")
 
     page.set_viewport_size({"width": 390, "height": 844})
     page.open("/new")
