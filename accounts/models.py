@@ -28,9 +28,28 @@ class ParlorUserManager(UserManager):
 class User(AbstractUser):
     """A person who chats; custom from the first migration so it can grow later."""
 
+    class Theme(models.TextChoices):
+        SYSTEM = "system", "Follow the system"
+        LIGHT = "light", "Light"
+        DARK = "dark", "Dark"
+
     # Unique in the database: usernames are unique case-insensitively after NFKC, on
     # SQLite as on PostgreSQL (whose LOWER() is locale-bound and SQLite's ASCII-only).
     username_key = models.TextField(unique=True, editable=False)
+    # Settings (SPEC 4.6, /settings/ and /api/me/); the rules are accounts.services'.
+    display_name = models.CharField(max_length=80, blank=True)
+    theme = models.CharField(max_length=6, choices=Theme.choices, default=Theme.SYSTEM)
+    # Custom instructions: added to the system prompt of the user's conversations.
+    about_me = models.TextField(blank=True, max_length=1500)
+    response_style = models.TextField(blank=True, max_length=1500)
+    # The LLM of the user's new general conversations; empty: LLM_MODEL.
+    default_llm = models.CharField(max_length=120, blank=True)
+    # Tokens a day this user may spend; empty: QUOTA_TOKENS_PER_DAY (staff set it).
+    quota_tokens_per_day = models.PositiveBigIntegerField(
+        null=True,
+        blank=True,
+        help_text="Overrides QUOTA_TOKENS_PER_DAY for this user; empty: the setting.",
+    )
 
     objects = ParlorUserManager()
 
@@ -45,6 +64,11 @@ class User(AbstractUser):
         if update_fields is not None and "username" in update_fields:
             kwargs["update_fields"] = {*update_fields, "username_key"}
         super().save(*args, **kwargs)
+
+    @property
+    def shown_name(self) -> str:
+        """The name Parlor shows for this person: their display name, else username."""
+        return self.display_name or self.username
 
     def clean(self):
         """Normalize the username (NFKC) and refuse one that another user has in any case."""
@@ -62,9 +86,12 @@ class ApiToken(models.Model):
     """An expiring bearer token; only its SHA-256 digest is stored."""
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=80, blank=True)
     digest = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
     expires_at = models.DateTimeField()
+    # Written at most once a minute per token (accounts.tokens.token_user).
+    last_used_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="apitoken_expires")]

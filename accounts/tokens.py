@@ -1,7 +1,8 @@
 """Bearer tokens for the REST API, SSE and the WebSocket.
 
 One parser for the ``Authorization`` header (``bearer_token``) and one lookup
-(``token_user``) serve every door, so a token reads the same everywhere.
+(``token_user``) serve every door, so a token reads the same everywhere. People name,
+list and revoke their tokens through accounts.services and accounts.selectors.
 """
 
 import hashlib
@@ -21,9 +22,18 @@ TOKEN = re.compile(_TOKEN_CHARS, re.ASCII)
 # ``Bearer <token>``: the scheme in any case, one or more spaces, nothing else.
 _BEARER = re.compile(rf"bearer +({_TOKEN_CHARS})", re.ASCII | re.IGNORECASE)
 MAX_TOKEN_CHARS = 200
+# A token's last use is written at most once this often: a busy token costs no write.
+LAST_USED_EVERY = timedelta(seconds=60)
+_TOKEN = ApiToken._meta.db_table
 _TOKEN_USER = (
-    f"SELECT u.id FROM {ApiToken._meta.db_table} t JOIN {User._meta.db_table} u"
+    "SELECT u.id, t.id, (t.last_used_at IS NULL OR t.last_used_at < %s), u.quota_tokens_per_day"
+    f" FROM {_TOKEN} t JOIN {User._meta.db_table} u"
     " ON u.id = t.user_id WHERE t.digest = %s AND t.expires_at > %s AND u.is_active"
+)
+# Conditional, so two requests that both saw a stale time write it once between them.
+_TOKEN_USED = (
+    f"UPDATE {_TOKEN} SET last_used_at = %s"
+    " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)"
 )
 
 
@@ -46,11 +56,15 @@ def _digest(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def token_issue(*, user: User) -> tuple[str, ApiToken]:
-    """Create a token for ``user``; return the raw value (shown once) and the record."""
+def token_issue(*, user: User, name: str = "") -> tuple[str, ApiToken]:
+    """Create a token for ``user``; return the raw value (shown once) and the record.
+
+    ``name`` is stored as given: accounts.services.token_create checks a person's.
+    """
     raw = secrets.token_urlsafe(32)
     token = ApiToken.objects.create(
         user=user,
+        name=name,
         digest=_digest(raw),
         expires_at=timezone.now() + timedelta(seconds=settings.API_TOKEN_TTL_SECONDS),
     )
@@ -61,18 +75,26 @@ def token_user(raw: str) -> User | None:
     """Return the active user a valid, unexpired token belongs to, or None.
 
     A value that cannot be a token (empty, too long, other characters) is refused
-    without a query.
+    without a query. The token's ``last_used_at`` is written when it is older than
+    LAST_USED_EVERY (one conditional UPDATE), so most calls are the one SELECT.
     """
     if not isinstance(raw, str) or len(raw) > MAX_TOKEN_CHARS or not TOKEN.fullmatch(raw):
         return None
-    # Every API call and every streamed reply asks this: one plain statement (the ORM
-    # would take ten times its CPU building it). The user comes back with only its id
-    # loaded; any other field loads when read.
+    # Every API call and every streamed reply asks this: plain statements (the ORM would
+    # take ten times their CPU building them). The user comes back with only its id
+    # loaded, and its daily token quota, which every send checks (chat.sql.lock_sender);
+    # any other field loads when read.
+    now = timezone.now()
+    adapt = connection.ops.adapt_datetimefield_value
+    stale_before = adapt(now - LAST_USED_EVERY)
     with connection.cursor() as cursor:
-        cursor.execute(
-            _TOKEN_USER, [_digest(raw), connection.ops.adapt_datetimefield_value(timezone.now())]
-        )
+        cursor.execute(_TOKEN_USER, [stale_before, _digest(raw), adapt(now)])
         row = cursor.fetchone()
-    if row is None:
-        return None
-    return User.from_db(connection.alias, ["id", "is_active"], [row[0], True])
+        if row is None:
+            return None
+        user_id, token_id, stale, quota = row
+        if stale:
+            cursor.execute(_TOKEN_USED, [adapt(now), token_id, stale_before])
+    return User.from_db(
+        connection.alias, ["id", "is_active", "quota_tokens_per_day"], [user_id, True, quota]
+    )

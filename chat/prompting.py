@@ -4,6 +4,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
+from accounts.models import User
 from models_app.models import Model, Run
 
 from . import sql, tools
@@ -86,8 +87,32 @@ def run_facts(run: Run) -> str:
     )
 
 
+def custom_instructions(session: ChatSession) -> str:
+    """Return the owner's custom instructions (settings) as a part of the system prompt,
+    or "" when they set none.
+
+    The owner comes with the session when the service that stored the message attached
+    it (a new conversation); otherwise one query reads the two columns.
+    """
+    fields = ("about_me", "response_style")
+    owner = session.user if ChatSession.user.is_cached(session) else None
+    if owner is not None and not owner.get_deferred_fields() & set(fields):
+        about_me, response_style = owner.about_me, owner.response_style
+    else:
+        row = User.objects.filter(pk=session.user_id).values_list(*fields).first()
+        about_me, response_style = row or ("", "")
+    parts = []
+    if about_me:
+        parts.append(f"About the user, in their own words:\n{about_me}")
+    if response_style:
+        parts.append(f"How the user wants answers, in their own words:\n{response_style}")
+    return "\n\n".join(parts)
+
+
 def system_prompt(session: ChatSession) -> str:
-    """Return the system prompt of a conversation."""
+    """Return the system prompt of a conversation: the general prompt, the model's
+    configuration and the run's facts when it is about them, then the user's custom
+    instructions."""
     parts = [GENERAL_PROMPT]
     if session.model_id:
         parts.append(
@@ -100,6 +125,8 @@ def system_prompt(session: ChatSession) -> str:
             + "; ".join(run_facts(session.run).splitlines())
             + ". Use the tools to look up the run's trades, open positions and summary."
         )
+    if instructions := custom_instructions(session):
+        parts.append(instructions)
     return "\n\n".join(parts)
 
 
@@ -154,10 +181,9 @@ def reply_context(
     if truncated:
         messages.append({"role": "system", "content": TRUNCATED_NOTE})
     messages.extend(reversed(recent))
-    llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
     return ReplyContext(
         messages=messages,
-        model=llm,
+        model=session.effective_llm,
         tools=tools.SPECS if session.run_id else None,
         run_id=session.run_id,
         truncated=truncated,
@@ -204,7 +230,10 @@ def summary_job(*, session_id, force: bool = False) -> SummaryJob | None:
         summary_message_count=session.summary_message_count,
     ):
         return None
-    finished = Message.objects.filter(session=session).exclude(status=Message.Status.STREAMING)
+    # The current path only: a summary never covers a sibling branch.
+    finished = Message.objects.filter(session=session, on_path=True).exclude(
+        status=Message.Status.STREAMING
+    )
     newest_first = finished.order_by("-created_at", "-id").values_list("id", "created_at")
     older = list(newest_first[settings.CONTEXT_MESSAGES : settings.CONTEXT_MESSAGES + 1])
     if not older:
@@ -212,7 +241,7 @@ def summary_job(*, session_id, force: bool = False) -> SummaryJob | None:
     until_id, until_at = older[0]
     if session.summary_until_id is not None and session.summary_until_id >= until_id:
         return None
-    # Ranges of the (session, created_at, id) index: what the summary already covers
+    # Ranges of the path's (session, on_path, created_at, id) index: what the summary covers
     # is not read again, however long the conversation.
     pending = finished.filter(created_at__lte=until_at, id__lte=until_id)
     if session.summary_until_id is not None:

@@ -17,6 +17,7 @@ urlpatterns = [
     path("api/chat/stream", stream_view),
     path("api/", include("config.api_urls")),
     path("models/", include("models_app.urls")),
+    path("settings/", include("chat.urls_settings")),
     path("", include("chat.urls")),
 ]
 

@@ -25,3 +25,10 @@ class NotFound(DomainError):
     status = 404
     code = "not_found"
     default_message = "Not found."
+
+
+class UnknownLLM(DomainError):
+    """An LLM name the provider does not list (or LLM_MODELS leaves out)."""
+
+    code = "unknown_llm"
+    default_message = "That LLM is not available here."
