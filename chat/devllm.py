@@ -21,10 +21,13 @@ import re
 import socket
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 
 from aiohttp import web
 
+# What GET /v1/models lists, so that an LLM picker is real offline; any name answers.
+MODELS = ("parlor-dev", "parlor-dev-mini", "parlor-dev-large")
 HINT = re.compile(r"\[dev:(\w+)=([\w.-]+)\]")
 TICKER = re.compile(r"\b[A-Z]{2,5}\b")
 TITLE_MARK = "reply with only a short title"
@@ -54,6 +57,8 @@ class DevStats:
     completed: int = 0
     disconnects: int = 0
     last_request: dict = field(default_factory=dict)
+    # How many completions each model name was asked for.
+    models: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def as_dict(self) -> dict:
@@ -252,9 +257,8 @@ class DevLLM:
         self.app.router.add_get("/_dev/stats", self.stats_view)
 
     async def models(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"object": "list", "data": [{"id": "parlor-dev", "object": "model", "owned_by": "dev"}]}
-        )
+        data = [{"id": name, "object": "model", "owned_by": "dev"} for name in MODELS]
+        return web.json_response({"object": "list", "data": data})
 
     async def stats_view(self, request: web.Request) -> web.Response:
         return web.json_response(self.stats.as_dict())
@@ -273,6 +277,7 @@ class DevLLM:
         with self.stats.lock:
             self.stats.requests += 1
             self.stats.last_request = body
+            self.stats.models[str(body.get("model") or "")] += 1
         fault = options["fault"]
         if fault.isdigit():
             status = int(fault)

@@ -117,6 +117,44 @@ def client() -> openai.AsyncOpenAI:
     return found
 
 
+MODELS_CACHE_KEY = "parlor:llm-models"
+# Seconds a provider that could not list its models is left alone: every chat page asks
+# for the list, and must not wait on a provider that hangs each time.
+MODELS_RETRY_SECONDS = 30
+
+
+def available_llms() -> list[str]:
+    """Return the LLMs people may pick: the provider's (``GET /v1/models``), limited to
+    LLM_MODELS when it is set, LLM_MODEL always first; cached LLM_MODELS_CACHE seconds.
+
+    Sync (the views' and the services' checks). A provider that cannot list its models
+    (unreachable, or no such endpoint) leaves LLM_MODEL and the allow-list, kept
+    MODELS_RETRY_SECONDS before it is asked again.
+    """
+    from django.core.cache import cache
+
+    key = f"{MODELS_CACHE_KEY}:{base_url()}"
+    listed = cache.get(key)
+    if listed is None:
+        try:
+            with openai.OpenAI(
+                base_url=base_url(),
+                api_key=settings.OPENAI_API_KEY or "not-needed",
+                timeout=min(float(settings.LLM_TIMEOUT), 5.0),
+                max_retries=0,
+            ) as sync_client:
+                listed = sorted(model.id for model in sync_client.models.list())
+            cache.set(key, listed, settings.LLM_MODELS_CACHE)
+        except openai.OpenAIError as exc:
+            logger.warning("the LLM provider did not list its models: %s", type(exc).__name__)
+            listed = list(settings.LLM_MODELS)
+            cache.set(key, listed, min(MODELS_RETRY_SECONDS, settings.LLM_MODELS_CACHE))
+    allowed = settings.LLM_MODELS
+    names = [name for name in listed if not allowed or name in allowed]
+    default = settings.LLM_MODEL
+    return [default, *(name for name in names if name != default)]
+
+
 def _unreachable(exc: BaseException) -> bool:
     """Return whether ``exc`` was caused by failing to connect at all (refused, no route).
 

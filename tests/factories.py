@@ -1,5 +1,6 @@
 """factory_boy factories for every model; tests build data only through these."""
 
+from datetime import timedelta
 from decimal import Decimal
 
 import factory
@@ -7,8 +8,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import User
-from chat.models import ChatSession, Message
+from chat.models import ChatSession, Message, UsageDay
 from chat.services import PREVIEW_CHARS, provisional_title
+from chat.usage import today
 from models_app.models import Model, Run, Trade
 
 
@@ -108,3 +110,29 @@ def append_message(session, content, role=Message.Role.USER, at=None) -> Message
         changes["title"] = session.title = provisional_title(content)
     ChatSession.objects.filter(pk=session.pk).update(**changes)
     return message
+
+
+class UsageDayFactory(factory.django.DjangoModelFactory):
+    """A user's tokens of one UTC day with one LLM (``days_ago``: 0 is today)."""
+
+    class Meta:
+        model = UsageDay
+        exclude = ("days_ago",)
+
+    user = factory.SubFactory(UserFactory)
+    days_ago = 0
+    date = factory.LazyAttribute(lambda o: today() - timedelta(days=o.days_ago))
+    llm = "parlor-dev"
+    prompt_tokens = 0
+    completion_tokens = 0
+
+
+def spent(user, tokens: int, *, days_ago: int = 0, llm: str = "parlor-dev") -> UsageDay:
+    """Record ``tokens`` of ``user``'s usage ``days_ago`` UTC days ago, half of them prompt."""
+    return UsageDayFactory(
+        user=user,
+        days_ago=days_ago,
+        llm=llm,
+        prompt_tokens=tokens // 2,
+        completion_tokens=tokens - tokens // 2,
+    )

@@ -178,6 +178,10 @@ LLM_MODEL = env("LLM_MODEL", default="parlor-dev")
 LLM_TITLE_MODEL = env("LLM_TITLE_MODEL", default="") or LLM_MODEL
 LLM_SUMMARY_MODEL = env("LLM_SUMMARY_MODEL", default="") or LLM_MODEL
 LLM_TIMEOUT = env.float("LLM_TIMEOUT", default=60.0)
+# The LLMs people may pick (GET /api/llms/, the chat header's picker), comma-separated;
+# empty: every model the provider lists (GET /v1/models, cached LLM_MODELS_CACHE seconds).
+LLM_MODELS = env.list("LLM_MODELS", default=[])
+LLM_MODELS_CACHE = env.int("LLM_MODELS_CACHE", default=300)
 
 # Threads that run the streaming path's database work (chat/streaming/db.py); keep it at
 # or below DB_POOL_MAX_SIZE, which Django's sync views share.
@@ -200,6 +204,13 @@ SUMMARY_EVERY = env.int("SUMMARY_EVERY", default=20)
 # newest messages are kept.
 CONTEXT_TOKEN_BUDGET = env.int("CONTEXT_TOKEN_BUDGET", default=24_000)
 MAX_MESSAGE_CHARS = env.int("MAX_MESSAGE_CHARS", default=32_000)
+# Seconds a temporary conversation is kept after its last message (SPEC 4.6); the
+# streaming engine's sweep and `manage.py cleanup_empty_sessions` delete it then.
+TEMPORARY_CHAT_TTL = env.int("TEMPORARY_CHAT_TTL", default=24 * 3600)
+# Tokens (prompt + completion of the user's replies) each user may spend a day, UTC;
+# empty: no limit. A user's own quota_tokens_per_day (set by staff in the admin) wins.
+_quota = env("QUOTA_TOKENS_PER_DAY", default="").strip()
+QUOTA_TOKENS_PER_DAY = int(_quota) if _quota else None
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

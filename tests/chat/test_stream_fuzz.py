@@ -32,7 +32,9 @@ SCALARS = (
     | st.uuids().map(str)
 )
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
-KEYS = st.sampled_from(["type", "session", "content", "model", "run", "client_id", "message"])
+KEYS = st.sampled_from(
+    ["type", "session", "content", "model", "run", "client_id", "message", "llm"]
+)
 FRAMES = st.dictionaries(KEYS, VALUES, max_size=5).map(
     lambda frame: (
         {**frame, "content": f"{frame['content']} [dev:tokens=2]"}
@@ -112,7 +114,7 @@ async def test_any_sse_body_is_a_4xx_in_the_error_shape_or_a_stream():
     client = AsyncClient()
     statuses = set()
     bodies = st.dictionaries(
-        st.sampled_from(["message", "session", "model", "run", "client_id", "extra"]),
+        st.sampled_from(["message", "session", "model", "run", "client_id", "llm", "extra"]),
         VALUES,
         max_size=4,
     ).map(encode)
