@@ -6,6 +6,8 @@
   groups, and the user's tag counts;
 - the sidebar's groups of a user whose 10,000 conversations are in 12 groups (general, 10
   models with their runs, detached), and the next page of a group, general and a model's;
+- the sidebar's groups of a user whose 10,000 general conversations are nine in ten in 10
+  folders, and the next page of a folder;
 each timed over many runs (p50/p95) with the number of queries, which must not grow.
 Runs against a scratch database: a temporary SQLite file, or ``BENCH_DATABASE_URL``.
 """
@@ -164,12 +166,43 @@ def seed_groups(*, sessions: int = 10_000, models: int = 10):
     return user, owned[0]
 
 
+def seed_folders(*, sessions: int = 10_000, folders: int = 10):
+    """Create a user with ``sessions`` general conversations, nine in ten of them in
+    ``folders`` folders (in turn), every 97th pinned, every 11th archived. Return the user
+    and a folder."""
+    from accounts.models import User
+    from chat.models import ChatSession, Folder
+
+    user = User.objects.create_user(f"bench-{uuid.uuid4().hex[:8]}", password="x")
+    made = [Folder.objects.create(user=user, name=f"Folder {n}") for n in range(folders)]
+    now = timezone.now()
+    rows = [
+        ChatSession(
+            user=user,
+            title=f"Conversation {i}",
+            is_active=False,
+            pinned=i % 97 == 0,
+            archived=i % 11 == 0,
+            folder=made[i // 10 % folders] if i % 10 else None,
+            activity_at=now - timedelta(minutes=i),
+            message_count=2,
+        )
+        for i in range(sessions)
+    ]
+    ChatSession.objects.bulk_create(rows, batch_size=2000)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("ANALYZE chat_chatsession, chat_folder")
+    return user, made[0]
+
+
 def run() -> dict:
     from chat import selectors
     from chat.models import Message
 
     user, long = seed()
     grouped, model = seed_groups()
+    filed, folder = seed_folders()
     oldest_anchor = Message.objects.filter(session=long).order_by("created_at", "id")[60]
 
     def newest_page():
@@ -203,6 +236,11 @@ def run() -> dict:
         sessions = selectors.sidebar_sessions(user=grouped)
         assert len(sessions) == 12 * 30 and len({s.group_key for s in sessions}) == 12
 
+    def sidebar_groups_in_folders():
+        sessions = selectors.sidebar_sessions(user=filed)
+        assert len(sessions) == 11 * 30
+        assert len({(s.group_key, s.folder_id) for s in sessions}) == 11
+
     def group_page(who, group: str):
         def page():
             rows, has_more = selectors.sidebar_group_page(user=who, group=group, offset=30)
@@ -224,6 +262,8 @@ def run() -> dict:
         "sidebar_groups_of_10000_in_12_groups": _timed(sidebar_groups_of_many),
         "sidebar_group_page_2_of_10000": _timed(group_page(user, "general")),
         "sidebar_model_group_page_2_of_10000": _timed(group_page(grouped, f"model-{model.pk}")),
+        "sidebar_groups_of_10000_in_10_folders": _timed(sidebar_groups_in_folders),
+        "sidebar_folder_page_2_of_10000": _timed(group_page(filed, f"folder-{folder.pk}")),
         "tag_counts_of_10000": _timed(tag_counts),
         "vendor": connection.vendor,
     }

@@ -13,7 +13,7 @@ from django.utils.html import format_html
 
 from . import exports, selectors, services
 from .exceptions import DomainError
-from .models import ChatSession, Context, Feedback, Message, SessionTag
+from .models import ChatSession, Context, Feedback, Message, SessionTag, UsageDay
 
 
 class ContextFilter(admin.SimpleListFilter):
@@ -130,9 +130,11 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "message_count",
         "prompt_tokens",
         "completion_tokens",
+        "llm",
         "last_llm",
         "tags_display",
         "summary",
+        "imported_from",
     )
     fields = ("title", "pinned", "archived", *readonly_fields)
     form = ChatSessionForm
@@ -230,6 +232,19 @@ class ChatSessionAdmin(admin.ModelAdmin):
         return response
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """A list and pages to read: what is there was written by the services."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 class FeedbackInline(admin.TabularInline):
     model = Feedback
     fields = ("user", "rating", "note", "updated_at")
@@ -242,7 +257,7 @@ class FeedbackInline(admin.TabularInline):
 
 
 @admin.register(Feedback)
-class FeedbackAdmin(admin.ModelAdmin):
+class FeedbackAdmin(ReadOnlyAdmin):
     """Users' ratings of replies, newest first, by rating and by LLM."""
 
     list_display = ("id", "rating", "short_note", "message_link", "llm", "user", "updated_at")
@@ -265,18 +280,9 @@ class FeedbackAdmin(admin.ModelAdmin):
         url = reverse("admin:chat_message_change", args=[obj.message_id])
         return format_html('<a href="{}">{}</a>', url, obj.message.content[:60] or obj.message_id)
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(Message)
-class MessageAdmin(admin.ModelAdmin):
+class MessageAdmin(ReadOnlyAdmin):
     list_display = ("id", "session", "role", "status", "short_content", "llm", "created_at")
     list_filter = ("role", "status")
     readonly_fields = ("parent", "on_path")
@@ -290,11 +296,22 @@ class MessageAdmin(admin.ModelAdmin):
     def short_content(self, obj):
         return obj.content[:80]
 
-    def has_add_permission(self, request):
-        return False
 
-    def has_change_permission(self, request, obj=None):
-        return False
+@admin.register(UsageDay)
+class UsageDayAdmin(ReadOnlyAdmin):
+    """Every user's tokens per UTC day and LLM (chat.usage), newest first; read-only.
 
-    def has_delete_permission(self, request, obj=None):
-        return False
+    A user's daily quota is set on the user (accounts' admin: daily token quota).
+    """
+
+    list_display = ("date", "user", "llm", "prompt_tokens", "completion_tokens", "total_tokens")
+    list_filter = (("date", admin.DateFieldListFilter), "llm", "user")
+    search_fields = ("user__username", "llm")
+    date_hierarchy = "date"
+    list_select_related = ("user",)
+    ordering = ("-date", "user", "llm")
+    readonly_fields = ("user", "date", "llm", "prompt_tokens", "completion_tokens")
+
+    @admin.display(description="total tokens")
+    def total_tokens(self, obj):
+        return obj.prompt_tokens + obj.completion_tokens

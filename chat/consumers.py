@@ -25,7 +25,10 @@ logger = logging.getLogger(__name__)
 FRAME_MARGIN = 4096
 # Frame type: (required fields, allowed fields).
 FIELDS = {
-    "send": ({"content"}, {"type", "session", "model", "run", "content", "client_id"}),
+    "send": (
+        {"content"},
+        {"type", "session", "model", "run", "content", "client_id", "temporary", "llm"},
+    ),
     "edit": ({"message", "content"}, {"type", "message", "content", "client_id"}),
     "regenerate": ({"message"}, {"type", "message"}),
     "stop": ({"session"}, {"type", "session"}),
@@ -127,6 +130,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             model_id=frame.get("model"),
             run_id=frame.get("run"),
             client_id=frame.get("client_id"),
+            temporary=frame.get("temporary", False),
+            llm=frame.get("llm"),
         )
         await self._follow(str(reply.session.pk))
 
@@ -174,7 +179,7 @@ def _check(frame) -> str:
     unknown = sorted(frame.keys() - allowed)
     if unknown:
         raise FrameError(f"Unknown fields in the {kind} frame: {', '.join(unknown)}.")
-    for name in ("client_id", "content"):
+    for name in ("client_id", "content", "llm"):
         value = frame.get(name)
         if value is not None and not isinstance(value, str):
             raise FrameError(f"{name} must be a string.", field=name)
@@ -190,4 +195,6 @@ def _check(frame) -> str:
         value = frame.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise FrameError(f"{name} must be an integer id.", field=name)
+    if not isinstance(frame.get("temporary", False), bool):
+        raise FrameError("temporary must be true or false.", field="temporary")
     return kind

@@ -41,3 +41,39 @@ class GenerationInProgress(DomainError):
     status = 409
     code = "generation_in_progress"
     default_message = "A reply is still being written in this conversation."
+
+
+class ImportTooLarge(DomainError):
+    status = 413
+    code = "too_large"
+    default_message = "The file is too large to import."
+
+
+class FolderNotFound(NotFound):
+    default_message = "Folder not found."
+
+
+class ShareNotFound(NotFound):
+    default_message = "This conversation has no share link."
+
+
+class QuotaExceeded(DomainError):
+    """The user's daily token budget is spent; it resets at the next UTC midnight.
+
+    ``retry_after`` (seconds until then) becomes REST's and SSE's Retry-After header, as
+    for the rate limit.
+    """
+
+    status = 429
+    code = "quota_exceeded"
+
+    def __init__(self, *, limit: int, resets_at, retry_after: int):
+        self.limit = limit
+        self.resets_at = resets_at
+        self.retry_after = retry_after
+        hours, minutes = divmod((retry_after + 59) // 60, 60)
+        wait = f"{hours} h {minutes:02d} min" if hours else f"{minutes} min"
+        super().__init__(
+            f"Your daily budget of {limit:,} tokens is used up. It resets at "
+            f"{resets_at:%H:%M} UTC ({resets_at:%Y-%m-%d}), in {wait}."
+        )

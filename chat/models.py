@@ -104,6 +104,16 @@ class ChatSession(models.Model):
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     completion_tokens = models.PositiveBigIntegerField(default=0)
     last_llm = models.CharField(max_length=120, blank=True)
+    # Where an imported conversation came from, e.g. ``chatgpt:<its id>`` (chat.chatgpt):
+    # the same conversation imported again by the same user is recognised and skipped.
+    imported_from = models.CharField(max_length=100, blank=True)
+    # The LLM that answers (SPEC 4.6); empty: the model's, else LLM_MODEL.
+    llm = models.CharField(max_length=120, blank=True)
+    # Never listed, searched or exported, never active; deleted after TEMPORARY_CHAT_TTL.
+    temporary = models.BooleanField(default=False)
+    folder = models.ForeignKey(
+        "Folder", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
+    )
 
     objects = ChatSessionQuerySet.as_manager()
 
@@ -135,6 +145,15 @@ class ChatSession(models.Model):
                 condition=Q(is_active=False) | Q(detached_label=""),
                 name="session_detached_is_inactive",
             ),
+            models.UniqueConstraint(
+                fields=["user", "imported_from"],
+                condition=~Q(imported_from=""),
+                name="session_imported_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(temporary=False) | Q(is_active=False),
+                name="session_temporary_is_inactive",
+            ),
         ]
         indexes = [
             models.Index(
@@ -155,6 +174,17 @@ class ChatSession(models.Model):
                 fields=["user", "archived", "-pinned", "-activity_at", "-id"],
                 condition=~ATTACHED,
                 name="session_sidebar_detached",
+            ),
+            # General conversations by folder: the first of general (no folder) and of each
+            # folder, read in order (chat.selectors.sidebar_sessions).
+            models.Index(
+                fields=["user", "archived", "folder", "-pinned", "-activity_at", "-id"],
+                condition=ATTACHED & Q(model__isnull=True),
+                name="session_sidebar_folder",
+            ),
+            # The temporary conversations past TEMPORARY_CHAT_TTL, oldest first (the sweep).
+            models.Index(
+                fields=["activity_at"], condition=Q(temporary=True), name="session_temporary"
             ),
         ]
 
@@ -178,6 +208,18 @@ class ChatSession(models.Model):
         return [tag.name for tag in tags]
 
     @property
+    def effective_llm(self) -> str:
+        """Return the LLM that answers in this conversation: the one chosen for it (a
+        general conversation stores its owner's default LLM when it is created), else
+        its model's, else LLM_MODEL. Reads the model when the conversation has one and
+        no LLM of its own, and the model was not loaded with it."""
+        if self.llm:
+            return self.llm
+        if self.model_id:
+            return self.model.effective_llm
+        return settings.LLM_MODEL
+
+    @property
     def context(self) -> Context:
         """Return the kind of this conversation's context (the rule of CONTEXT_FILTERS)."""
         if self.detached_label:
@@ -187,6 +229,65 @@ class ChatSession(models.Model):
         if self.model_id:
             return Context.MODEL
         return Context.GENERAL
+
+
+class Folder(models.Model):
+    """A user's named folder of general conversations; deleting it keeps them."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="chat_folders"
+    )
+    name = models.CharField(max_length=80)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name", "id"]
+        constraints = [
+            models.CheckConstraint(condition=~Q(name=""), name="folder_name_not_empty"),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ShareLink(models.Model):
+    """A read-only snapshot of a conversation at ``/s/<token>``; only the token's
+    SHA-256 digest is stored. Refreshing takes a new snapshot; revoking deletes the row;
+    deleting the conversation deletes it."""
+
+    session = models.OneToOneField(ChatSession, on_delete=models.CASCADE, related_name="share")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="share_links"
+    )
+    digest = models.CharField(max_length=64, unique=True)
+    title = models.CharField(max_length=200, blank=True)
+    # The current path at sharing time: [{"role", "content", "created_at"}, ...].
+    snapshot = models.JSONField(default=list)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"share of {self.session_id}"
+
+
+class UsageDay(models.Model):
+    """Tokens a user spent in one day (UTC) with one LLM: the usage chart and the quota."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_days"
+    )
+    date = models.DateField()
+    llm = models.CharField(max_length=120)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["date", "llm"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "date", "llm"], name="usage_day_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.user_id} {self.date} {self.llm}"
 
 
 class SessionTag(models.Model):

@@ -1,10 +1,12 @@
 """Reads. Every selector is scoped to a user: another user's rows do not exist here.
 
 The exceptions, at the end, are the streaming engine's reads of a conversation whose
-access its caller has already checked, and the operators' reads across every user
-(chat/reports.py has the health and usage figures).
+access its caller has already checked, the public page of a share link (found by its
+token), and the operators' reads across every user (chat/reports.py has the health and
+usage figures).
 """
 
+import hashlib
 import re
 import unicodedata
 import uuid
@@ -35,7 +37,7 @@ from core.ids import parse_int_id
 from models_app import selectors as model_selectors
 from models_app.models import Model, Run
 
-from .exceptions import ConversationNotFound, DomainError, MessageNotFound
+from .exceptions import ConversationNotFound, DomainError, FolderNotFound, MessageNotFound
 from .models import (
     ATTACHED,
     CONTEXT_FILTERS,
@@ -43,8 +45,10 @@ from .models import (
     ChatSession,
     Context,
     Feedback,
+    Folder,
     Message,
     SessionTag,
+    ShareLink,
 )
 from .text import REPLACEMENT, clean_text
 
@@ -148,13 +152,15 @@ def session_list(
 ) -> QuerySet[ChatSession]:
     """Return the user's sessions, pinned first, then by most recent activity.
 
-    ``context`` is general, model, run or detached (the model or run was deleted);
+    Temporary conversations are never listed (nor searched, counted or exported in bulk:
+    everything that lists goes through here). ``context`` is general, model, run or
+    detached (the model or run was deleted);
     ``archived=None`` lists both archived and not; ``tag`` keeps those carrying that tag
     (any case: it is read as parse_tag stores it). ``with_tags`` prefetches every
     session's tags: one more query, however many sessions (``iterator()`` then needs a
     ``chunk_size``).
     """
-    qs = ChatSession.objects.for_user(user).select_related("model", "run")
+    qs = ChatSession.objects.for_user(user).filter(temporary=False).select_related("model", "run")
     if with_tags:
         qs = qs.prefetch_related(tags_prefetch())
     if tag not in (None, ""):
@@ -283,9 +289,10 @@ GROUP_DETACHED = -1
 
 # The first sessions of one sidebar group: its conversations in sidebar order, with
 # ``{group}`` their condition and ``{lead}`` a column constant in the group (or nothing).
+# Temporary conversations are in none.
 _SIDEBAR_GROUP_FIRST = (
     f"SELECT s.id FROM {ChatSession._meta.db_table} s"
-    " WHERE s.user_id = %s AND s.archived = %s AND {group}"
+    " WHERE s.user_id = %s AND s.archived = %s AND s.temporary = %s AND {group}"
     " ORDER BY {lead}s.pinned DESC, s.activity_at DESC, s.id DESC LIMIT %s"
 )
 
@@ -305,34 +312,44 @@ def _sidebar_first_ids(*, user, per_group: int, archived: bool) -> RawSQL:
 
     One branch per group, each reading its group in sidebar order off an index and
     stopping after ``per_group`` rows: the cost is the page's, however many conversations
-    the user has. General and the models' groups read session_sidebar_group (attached
-    conversations by model), detached session_sidebar_detached. The models are the user's
-    (a conversation's model is its owner's: context_resolve); PostgreSQL reads each one's
-    first sessions in a LATERAL join, SQLite, which has none, in a correlated ``IN`` that
-    it runs once per model.
+    the user has. General (outside folders) and each folder read session_sidebar_folder
+    (general conversations by folder), the models' groups session_sidebar_group (attached
+    conversations by model), detached session_sidebar_detached. The models and folders
+    are the user's (a conversation's model or folder is its owner's: context_resolve,
+    services.conversation_update); PostgreSQL reads each one's first sessions in a
+    LATERAL join, SQLite, which has none, in a correlated ``IN`` that it runs once per
+    model or folder.
     """
     # Attached without a model is general (a run implies its model: session_run_implies_model).
-    # model_id, constant in the group, leads its order so that only the group's index reads
+    # folder_id, constant in the group, leads its order so that only the group's index reads
     # it in order: the planner, from the whole table's statistics, might otherwise walk
     # session_sidebar through every other group's conversations to find this one's.
     general = _SIDEBAR_GROUP_FIRST.format(
-        group="s.detached_label = '' AND s.model_id IS NULL", lead="s.model_id, "
+        group="s.detached_label = '' AND s.model_id IS NULL AND s.folder_id IS NULL",
+        lead="s.folder_id, ",
     )
     detached = _SIDEBAR_GROUP_FIRST.format(group="NOT (s.detached_label = '')", lead="")
     of_model = _SIDEBAR_GROUP_FIRST.format(
         group="s.detached_label = '' AND s.model_id = m.id", lead=""
     )
+    of_folder = _SIDEBAR_GROUP_FIRST.format(
+        group="s.detached_label = '' AND s.model_id IS NULL AND s.folder_id = f.id", lead=""
+    )
+    table = ChatSession._meta.db_table
     if connection.vendor == "postgresql":
         per_model = f"CROSS JOIN LATERAL ({of_model}) p"
+        per_folder = f"CROSS JOIN LATERAL ({of_folder}) q"
     else:
-        per_model = f"JOIN {ChatSession._meta.db_table} p ON p.id IN ({of_model})"
+        per_model = f"JOIN {table} p ON p.id IN ({of_model})"
+        per_folder = f"JOIN {table} q ON q.id IN ({of_folder})"
     sql = (
         f"SELECT id FROM ({general}) general"
         f" UNION ALL SELECT id FROM ({detached}) detached"
         f" UNION ALL SELECT p.id FROM {Model._meta.db_table} m {per_model} WHERE m.owner_id = %s"
+        f" UNION ALL SELECT q.id FROM {Folder._meta.db_table} f {per_folder} WHERE f.user_id = %s"
     )
-    group = [user.pk, archived, per_group]
-    return RawSQL(sql, [*group, *group, *group, user.pk])
+    group = [user.pk, archived, False, per_group]
+    return RawSQL(sql, [*group, *group, *group, user.pk, *group, user.pk])
 
 
 def sidebar_sessions(
@@ -340,8 +357,10 @@ def sidebar_sessions(
 ) -> list:
     """Return the first ``per_group`` sessions of every sidebar group, in two queries.
 
-    Groups: general, each model (its run conversations included), detached; each session
-    carries ``group_key`` and its tags (prefetched: the second query). The list is in
+    Groups: general, each folder, each model (its run conversations included), detached;
+    each session carries ``group_key`` and its tags (prefetched: the second query). A
+    general conversation in a folder is in its folder's group (its ``folder_id``; its
+    ``group_key`` is general's), not in general. The list is in
     sidebar order, pinned first, then most recent activity, and so is each group.
     Without ``tag``, each group's first sessions are read off an index
     (``_sidebar_first_ids``): as many rows read as shown. With ``tag``, the sessions
@@ -365,7 +384,7 @@ def sidebar_sessions(
             group_key=_sidebar_group_key(),
             group_rank=Window(
                 RowNumber(),
-                partition_by=[_sidebar_group_key()],
+                partition_by=[_sidebar_group_key(), F("folder_id")],
                 order_by=[F("pinned").desc(), F("activity_at").desc(), F("id").desc()],
             ),
         )
@@ -382,11 +401,12 @@ def sidebar_group_page(
     archived: bool = False,
     tag: str | None = None,
 ) -> tuple[list, bool]:
-    """Return one further page of a sidebar group (general, detached or model-<id>).
+    """Return one further page of a sidebar group (general, detached, model-<id> or
+    folder-<id>).
 
-    In sidebar order, read off the group's index (session_sidebar_group or
-    session_sidebar_detached). With ``tag``, of the group's sessions carrying that tag;
-    each session's tags are prefetched.
+    In sidebar order, read off the group's index (session_sidebar_folder,
+    session_sidebar_group or session_sidebar_detached). With ``tag``, of the group's
+    sessions carrying that tag; each session's tags are prefetched.
     """
     filters = {"user": user, "archived": archived, "tag": tag, "with_tags": True}
     if (
@@ -397,11 +417,16 @@ def sidebar_group_page(
         raise DomainError(
             f"offset must be an integer from 0 to {SIDEBAR_OFFSET_MAX}.", field="offset"
         )
-    if group == Context.GENERAL:
-        # model_id, NULL throughout, leads the order as in _sidebar_first_ids: the page is
-        # read off session_sidebar_group, never found among the other groups' sessions.
-        qs = session_list(context=group, **filters)
-        qs = qs.order_by("model_id", "-pinned", "-activity_at", "-id")
+    if group == Context.GENERAL or group.startswith("folder-"):
+        folder = (
+            None
+            if group == Context.GENERAL
+            else parse_int_id(group.removeprefix("folder-"), field="group")
+        )
+        # folder_id, constant in the group, leads the order as in _sidebar_first_ids: the
+        # page is read off session_sidebar_folder, never found among other groups' sessions.
+        qs = session_list(context=Context.GENERAL, **filters).filter(folder_id=folder)
+        qs = qs.order_by("folder_id", "-pinned", "-activity_at", "-id")
     elif group == Context.DETACHED:
         qs = session_list(context=group, **filters)
     elif group.startswith("model-"):
@@ -419,10 +444,59 @@ def tag_counts(*, user, archived: bool | None = False) -> list[dict]:
     ``archived`` is session_list's: each count is what ``session_list(tag=name)`` with the
     same ``archived`` lists. Another user's tags are not counted nor listed.
     """
-    qs = SessionTag.objects.filter(user=user)
+    qs = SessionTag.objects.filter(user=user, session__temporary=False)
     if archived is not None:
         qs = qs.filter(session__archived=archived)
     return list(qs.values("name").annotate(count=Count("id")).order_by("name"))
+
+
+def folder_list(*, user) -> list[Folder]:
+    """Return the user's folders, by name."""
+    return list(Folder.objects.filter(user=user).order_by("name", "id"))
+
+
+def folder_get(*, user, folder_id) -> Folder:
+    """Return one of the user's folders; any other id is not found."""
+    folder = Folder.objects.filter(user=user, pk=parse_int_id(folder_id, field="folder")).first()
+    if folder is None:
+        raise FolderNotFound()
+    return folder
+
+
+def share_list(*, user) -> list[ShareLink]:
+    """Return the user's share links, newest first: each one's conversation (``session_id``),
+    title when shared and time (never a token: only their digests are stored)."""
+    return list(
+        ShareLink.objects.filter(user=user)
+        .order_by("-created_at", "-id")
+        .only("session_id", "title", "created_at")
+    )
+
+
+def share_get(*, session: ChatSession) -> ShareLink | None:
+    """Return the share link of one of the user's conversations, if it has one."""
+    return ShareLink.objects.filter(session=session).only("created_at").first()
+
+
+def share_snapshot(*, session: ChatSession) -> list[dict]:
+    """Return what a share link of ``session`` shows: its current path's questions and
+    replies with text (a reply being written is left out), each ``{"role", "content",
+    "created_at"}`` (ISO 8601), in order. No other branch, no tool call, no error text."""
+    rows = (
+        Message.objects.filter(
+            session=session,
+            on_path=True,
+            role__in=[Message.Role.USER, Message.Role.ASSISTANT],
+        )
+        .exclude(content="")
+        .exclude(status=Message.Status.STREAMING)
+        .order_by("created_at", "id")
+        .values_list("role", "content", "created_at")
+    )
+    return [
+        {"role": role, "content": content, "created_at": at.isoformat()}
+        for role, content, at in rows
+    ]
 
 
 SEARCH_QUERY_MAX_CHARS = 200
@@ -594,6 +668,28 @@ def reply_state(*, session_id) -> dict | None:
         Message.objects.filter(session_id=session_id, role=Message.Role.ASSISTANT, on_path=True)
         .order_by("-created_at", "-id")
         .values("pk", "content", "status", "error")
+        .first()
+    )
+
+
+# The public page of a share link: anyone's, found by its token.
+
+SHARE_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,100}")
+
+
+def share_digest(token: str) -> str:
+    """Return the digest a share link's token is stored as (SHA-256, hex)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def share_by_token(token) -> ShareLink | None:
+    """Return the share link whose token is ``token``, or None (what cannot be a token is
+    refused without a query)."""
+    if not isinstance(token, str) or not SHARE_TOKEN.fullmatch(token):
+        return None
+    return (
+        ShareLink.objects.filter(digest=share_digest(token))
+        .only("title", "snapshot", "created_at")
         .first()
     )
 

@@ -13,10 +13,12 @@ do not wait on each other. On SQLite the IMMEDIATE transaction mode does the sam
 import functools
 import logging
 import random
+import secrets
 import time
+import unicodedata
 import uuid
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -25,20 +27,25 @@ from django.db import IntegrityError, OperationalError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from accounts import selectors as account_selectors
+from accounts import services as account_services
 from models_app.models import Model, Run
 
-from . import metrics, selectors, signals, sql
+from . import metrics, selectors, signals, sql, usage
 from .exceptions import (
     ConversationNotFound,
     ConversationReadOnly,
     DomainError,
     EmptyMessage,
+    FolderNotFound,
     GenerationInProgress,
     InvalidContext,
     MessageNotFound,
     MessageTooLong,
+    ShareNotFound,
 )
-from .models import ChatSession, Context, Feedback, Message, SessionTag
+from .llm import available_llms
+from .models import ChatSession, Context, Feedback, Folder, Message, SessionTag, ShareLink
 from .text import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
@@ -56,6 +63,7 @@ CONFLICT_ATTEMPTS = 8
 # well within that (chat/streaming, HEARTBEAT_INTERVAL).
 REPLY_LEASE = 6.0
 SETTLE_BATCH = 500
+TEMPORARY_BATCH = 500
 # The one ending of a reply cut short by a shutdown or by the death of its writer.
 INTERRUPTED = "interrupted"
 
@@ -179,6 +187,12 @@ def _check_title(title) -> str:
     return title
 
 
+def _check_temporary(temporary) -> bool:
+    if not isinstance(temporary, bool):
+        raise DomainError("temporary must be true or false.", field="temporary")
+    return temporary
+
+
 def check_tags(tags) -> list[str]:
     """Return ``tags`` as a conversation stores them, or raise a clear error (field tags).
 
@@ -208,11 +222,42 @@ def _replace_tags(*, session: ChatSession, names: list[str]) -> None:
     )
 
 
-def _create_session(*, user, model, run, session_id=None, title="") -> ChatSession:
-    """Create the active session of a context (caller holds the user lock)."""
-    _deactivate_context(
-        user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
-    )
+def check_llm(value) -> str:
+    """Return ``value`` if it names an LLM offered here (``llm.available_llms``), or ""
+    (the default); else UnknownLLM (400 ``unknown_llm``, field ``llm``).
+
+    The provider's list is cached (LLM_MODELS_CACHE): asking is a cache read, and only
+    when an LLM is named.
+    """
+    return account_services.check_llm_name(value, llms=available_llms, field="llm")
+
+
+def _default_llm(*, user, model) -> str:
+    """Return the LLM a new conversation stores: none for a model's (it follows the
+    model's), the owner's default LLM for a general one (kept as it was then).
+
+    A user read with only its id (a bearer token's) gets its settings read in one query,
+    which the system prompt's custom instructions then use too.
+    """
+    if model is not None:
+        return ""
+    if "default_llm" in user.get_deferred_fields():
+        account_selectors.profile_get(user=user)
+    return user.default_llm
+
+
+def _create_session(
+    *, user, model, run, session_id=None, title="", temporary: bool = False, llm: str = ""
+) -> ChatSession:
+    """Create the active session of a context (caller holds the user lock); a
+    ``temporary`` one is never active and leaves the context's active one as it is.
+
+    Its LLM is ``llm`` (checked by the caller), else ``_default_llm``'s.
+    """
+    if not temporary:
+        _deactivate_context(
+            user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
+        )
     session = sql.insert_session(
         session_id=session_id or uuid.uuid4(),
         user_id=user.pk,
@@ -220,6 +265,8 @@ def _create_session(*, user, model, run, session_id=None, title="") -> ChatSessi
         run_id=run.pk if run else None,
         title=title,
         at=timezone.now(),
+        temporary=temporary,
+        llm=llm or _default_llm(user=user, model=model),
     )
     # The model and run were read to resolve the context: no query to read them again.
     session.user, session.model, session.run = user, model, run
@@ -254,13 +301,27 @@ def _existing_for_client_uuid(*, user, session_id, model, run) -> ChatSession | 
 
 @_retry_on_conflict
 def conversation_start(
-    *, user, model_id=None, run_id=None, session_id=None, title: str = ""
+    *,
+    user,
+    model_id=None,
+    run_id=None,
+    session_id=None,
+    title: str = "",
+    temporary=False,
+    llm=None,
 ) -> tuple[ChatSession, bool]:
     """Start a new active conversation in a context; return it and whether it is new.
 
     The context's previous active session becomes inactive in the same transaction.
-    With a client-supplied ``session_id`` the call is idempotent. Takes the user lock.
+    A ``temporary`` one is never active (the context's active one stays so), never
+    listed, and deleted TEMPORARY_CHAT_TTL after its last message. ``llm`` (checked by
+    ``check_llm``) is the LLM that answers; without it a model's conversation follows
+    its model's, a general one takes the user's default LLM. With a client-supplied
+    ``session_id`` the call is idempotent (an existing conversation is returned as it
+    is). Takes the user lock.
     """
+    temporary = _check_temporary(temporary)
+    llm = check_llm(llm) if llm is not None else ""
     model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
     session_id = selectors.parse_id(session_id, field="id") if session_id else None
     title = _check_title(title) if title else ""
@@ -273,7 +334,13 @@ def conversation_start(
             if existing is not None:
                 return existing, False
         return _create_session(
-            user=user, model=model, run=run, session_id=session_id, title=title
+            user=user,
+            model=model,
+            run=run,
+            session_id=session_id,
+            title=title,
+            temporary=temporary,
+            llm=llm,
         ), True
 
 
@@ -283,7 +350,8 @@ def conversation_resume(*, user, session_id) -> ChatSession:
 
     Switching is not activity: ``updated_at``, ``last_message_at`` and the sidebar order
     stay as they were. Resuming an archived conversation brings it back from the archive.
-    Takes the user lock, then the session's row.
+    A temporary conversation is only opened: it never becomes active. Takes the user
+    lock, then the session's row.
     """
     session_id = selectors.parse_id(session_id, field="session")
     with transaction.atomic():
@@ -293,12 +361,16 @@ def conversation_resume(*, user, session_id) -> ChatSession:
         )
         if session is None:
             raise ConversationNotFound()
-        switched = not session.is_active or session.archived
+        switched = not session.temporary and (not session.is_active or session.archived)
         if switched:
             _activate(session)
     if switched:
         logger.info("conversation %s resumed: user %s", session_id, user.pk)
     return selectors.session_get(user=user, session_id=session_id)
+
+
+# conversation_update's "leave it as it is", where None (no folder) is a value.
+UNCHANGED = object()
 
 
 @_retry_on_conflict
@@ -310,16 +382,23 @@ def conversation_update(
     pinned=None,
     archived=None,
     tags: Sequence[str] | None = None,
+    folder=UNCHANGED,
+    llm: str | None = None,
 ) -> ChatSession:
-    """Rename, pin/unpin, archive/unarchive or tag a conversation; return it.
+    """Rename, pin/unpin, archive/unarchive, tag, file a conversation or choose its LLM;
+    return it.
 
     A rename is the user's: auto-titling never overwrites it. Archiving deactivates.
-    ``tags`` replaces the conversation's tags whole (``[]`` removes them all). Every
-    value is checked before anything is written: bad input changes nothing. Takes the
-    row locks of the conversation's tags (when ``tags`` is given), then the session's:
-    the order in which deleting a conversation takes them.
+    ``tags`` replaces the conversation's tags whole (``[]`` removes them all). ``folder``
+    (one of the user's folders' ids, or None: no folder) files a general conversation
+    that is kept (not temporary); someone else's folder is not found. Every value is
+    checked before anything is written: bad input changes nothing. Takes the row locks
+    of the conversation's tags (when ``tags`` is given), then the session's: the order in
+    which deleting a conversation takes them. ``llm`` (``check_llm``) answers its next
+    replies; "" goes back to the default: the model's LLM, or the user's default LLM.
     """
     changes = {}
+    llm = check_llm(llm) if llm is not None else None
     if title is not None:
         changes["title"] = _check_title(title)
         changes["title_source"] = ChatSession.TitleSource.USER
@@ -331,7 +410,18 @@ def conversation_update(
     if changes.get("archived"):
         changes["is_active"] = False
     names = check_tags(tags) if tags is not None else None
+    if folder is not UNCHANGED:
+        changes["folder_id"] = _check_folder(user=user, folder_id=folder)
     session = selectors.session_get(user=user, session_id=session_id)
+    if changes.get("folder_id") is not None and (
+        session.context != Context.GENERAL or session.temporary
+    ):
+        raise DomainError(
+            "Only a general conversation that is kept (not temporary) can go in a folder.",
+            field="folder",
+        )
+    if llm is not None:
+        changes["llm"] = llm or _default_llm(user=user, model=session.model)
     if changes or names is not None:
         changes["updated_at"] = timezone.now()
         with transaction.atomic():
@@ -405,6 +495,37 @@ def conversations_delete_empty(*, older_than: timedelta, dry_run: bool = False) 
     return per_model.get(ChatSession._meta.label, 0)
 
 
+def conversations_delete_expired_temporary(
+    *, ttl: timedelta | None = None, dry_run: bool = False, limit: int | None = TEMPORARY_BATCH
+) -> int:
+    """Delete every user's temporary conversations whose last message (or creation) is
+    older than ``ttl`` (default TEMPORARY_CHAT_TTL), with their messages; return how many
+    were (or, with ``dry_run``, would be) deleted.
+
+    At most ``limit`` a call (None: all), oldest first: the sweep takes the rest on its
+    next round. Rows another transaction holds locked (a message being sent into one) are
+    skipped. Their replies in flight stop and their watchers are told, as when a person
+    deletes a conversation.
+    """
+    if ttl is None:
+        ttl = timedelta(seconds=settings.TEMPORARY_CHAT_TTL)
+    # session_temporary: the temporary conversations alone, by age.
+    expired = ChatSession.objects.filter(
+        temporary=True, activity_at__lt=timezone.now() - max(ttl, timedelta(0))
+    )
+    if dry_run:
+        return expired.count()
+    with transaction.atomic():
+        locked = expired.select_for_update(skip_locked=True).order_by("activity_at", "pk")
+        ids = list(locked.values_list("pk", flat=True)[:limit])
+        if ids:
+            ChatSession.objects.filter(pk__in=ids).delete()
+            _announce_deleted_on_commit(ids)
+    if ids:
+        logger.info("deleted %d expired temporary conversations", len(ids))
+    return len(ids)
+
+
 def conversations_detach(*, user, model: Model | None = None, run: Run | None = None) -> int:
     """Keep the conversations about a model or run being deleted; return how many.
 
@@ -449,6 +570,7 @@ def conversation_import(
     created_at: datetime | None = None,
     tags: Sequence[str] = (),
     current_leaf=None,
+    imported_from: str = "",
 ) -> ChatSession:
     """Create a new, inactive general conversation holding ``messages``; return it.
 
@@ -459,8 +581,11 @@ def conversation_import(
     the message keyed ``current_leaf`` (default: the last). Messages keep their order even
     when their times are missing or out of order; the conversation's counters, preview
     and place in the sidebar follow its path. An imported title is the user's (never
-    auto-titled); its ``tags`` are checked as ``check_tags`` does. One transaction: a
-    failure writes nothing, and the context's active conversation stays the active one.
+    auto-titled); its ``tags`` are checked as ``check_tags`` does. ``imported_from`` names
+    where the conversation came from (``chatgpt:<id>``): a second conversation of the user
+    from the same place raises IntegrityError (constraint ``session_imported_once``). One
+    transaction: a failure writes nothing, and the context's active conversation stays the
+    active one.
     """
     names = check_tags(tags)
     now = timezone.now()
@@ -505,6 +630,7 @@ def conversation_import(
             message_count=len(path),
             prompt_tokens=sum(m.prompt_tokens or 0 for m in rows),
             completion_tokens=sum(m.completion_tokens or 0 for m in rows),
+            imported_from=imported_from,
         )
         for message in rows:
             message.session = session
@@ -517,6 +643,64 @@ def conversation_import(
         )
         _replace_tags(session=session, names=names)
     return session
+
+
+@dataclass
+class ImportResult:
+    """What an import did: conversations imported, skipped (imported before), and those
+    that could not be, each ``{"conversation": its title or id, "error": why}``."""
+
+    imported: int = 0
+    skipped: int = 0
+    errors: list[dict] = field(default_factory=list)
+
+
+def import_chatgpt(*, user, file, progress=None) -> ImportResult:
+    """Import the conversations of a ChatGPT data export for ``user``; return what it did.
+
+    ``file`` is ``conversations.json`` or the export zip, as bytes or a seekable binary
+    file; chat.chatgpt reads it one conversation at a time and says what is kept of each
+    (``progress`` as its ``read_export`` says). Each conversation becomes an inactive
+    general conversation (``conversation_import``) remembering its ChatGPT id
+    (``imported_from``): one the user imported before is skipped, also when a concurrent
+    import wrote it first (its insert waits for that transaction on the unique index and
+    fails; that conversation's savepoint is rolled back and it counts as skipped).
+
+    One transaction for the file: one that is not a ChatGPT export raises DomainError
+    and writes nothing, wherever it turns out not to be; a conversation that cannot be
+    read (a cycle, a parent that is not in it, no id) is left out and named in ``errors``.
+    """
+    # chat.chatgpt reads the limits of chat.exports, which imports this module.
+    from . import chatgpt
+
+    result = ImportResult()
+    with transaction.atomic():
+        imported_before = set(
+            ChatSession.objects.filter(
+                user=user, imported_from__startswith=chatgpt.SOURCE
+            ).values_list("imported_from", flat=True)
+        )
+        for raw in chatgpt.read_export(file, progress=progress):
+            try:
+                source = chatgpt.conversation_source(raw)
+                if source in imported_before:
+                    result.skipped += 1
+                    continue
+                fields = chatgpt.conversation_fields(raw)
+            except chatgpt.BrokenConversation as exc:
+                label = chatgpt.conversation_label(raw)
+                result.errors.append({"conversation": label, "error": str(exc)})
+                continue
+            try:
+                conversation_import(user=user, imported_from=source, **fields)
+            except IntegrityError:
+                if not ChatSession.objects.filter(user=user, imported_from=source).exists():
+                    raise
+                result.skipped += 1
+            else:
+                result.imported += 1
+            imported_before.add(source)
+    return result
 
 
 def conversation_set_auto_title(*, session_id, title: str) -> str | None:
@@ -565,17 +749,24 @@ def reply_start(
     run_id=None,
     client_id=None,
     writing: Collection[int] = (),
+    temporary=False,
+    llm=None,
 ) -> Reply:
     """Store a user message and an empty ``streaming`` assistant reply to it.
 
     Without ``session_id`` the message goes to the context's active session (created if
     there is none); with an unknown ``session_id`` that id becomes a new conversation
-    (the ephemeral chat's first message). Sending into an inactive conversation makes it
-    active. The message follows the current leaf. The same ``client_id`` again returns
+    (the ephemeral chat's first message). ``temporary`` makes a conversation this send
+    creates a temporary one (without ``session_id``: always a new one, the active one
+    left alone); sending into an existing conversation ignores it. Sending into an
+    inactive conversation makes it active, unless it is temporary (never active). The
+    message follows the current leaf. The same ``client_id`` again returns
     the stored messages (``duplicate``). A reply still streaming in the conversation
     refuses the send, unless its writer is gone (not written for REPLY_LEASE seconds and
     not in ``writing``, the replies the caller's process is writing): then it is ended as
-    interrupted first.
+    interrupted first. ``llm`` (``check_llm``; None or "": unchanged) answers this reply
+    and becomes the conversation's LLM. A spent daily quota refuses the send
+    (``usage.check_quota``).
 
     One short transaction: the user lock (which serialises every send and context switch
     of ``user``), the session with its streaming reply, two inserts and one update.
@@ -583,12 +774,14 @@ def reply_start(
     """
     content = check_message_content(content)
     client_id = _check_client_id(client_id)
+    temporary = _check_temporary(temporary)
+    llm = check_llm(llm) if llm else None
     model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
     session_id = selectors.parse_id(session_id, field="session") if session_id else None
     model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     lease_cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
     with transaction.atomic():
-        sql.lock_user(user.pk)
+        own_quota = sql.lock_sender(user)
         if session_id is not None:
             target = sql.session_by_id(session_id, lease_cutoff=lease_cutoff)
             if target is not None and target.session.user_id != user.pk:
@@ -600,13 +793,22 @@ def reply_start(
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
                 )
+        elif temporary:
+            target = None
         else:
             target = sql.session_active(
                 user_id=user.pk, model_id=model_pk, run_id=run_pk, lease_cutoff=lease_cutoff
             )
         created = target is None
         if created:
-            session = _create_session(user=user, model=model, run=run, session_id=session_id)
+            session = _create_session(
+                user=user,
+                model=model,
+                run=run,
+                session_id=session_id,
+                temporary=temporary,
+                llm=llm or "",
+            )
             target = sql.SendTarget(session, None, False)
         return _store_turn(
             user=user,
@@ -615,6 +817,8 @@ def reply_start(
             client_id=client_id,
             created=created,
             writing=writing,
+            own_quota=own_quota,
+            llm=llm,
         )
 
 
@@ -631,7 +835,7 @@ def reply_edit(
     content = check_message_content(content)
     client_id = _check_client_id(client_id)
     with transaction.atomic():
-        sql.lock_user(user.pk)
+        own_quota = sql.lock_sender(user)
         original, target = _turn_target(user=user, message_id=message_id)
         if original.role != Message.Role.USER:
             raise DomainError("Only a message you wrote can be edited.", field="message")
@@ -642,6 +846,7 @@ def reply_edit(
             client_id=client_id,
             edited=original,
             writing=writing,
+            own_quota=own_quota,
         )
 
 
@@ -653,7 +858,7 @@ def reply_regenerate(*, user, message_id, writing: Collection[int] = ()) -> Repl
     version back); one generation at a time, as ``reply_start``.
     """
     with transaction.atomic():
-        sql.lock_user(user.pk)
+        own_quota = sql.lock_sender(user)
         original, target = _turn_target(user=user, message_id=message_id)
         if original.role != Message.Role.ASSISTANT:
             raise DomainError("Only an assistant reply can be regenerated.", field="message")
@@ -664,7 +869,9 @@ def reply_regenerate(*, user, message_id, writing: Collection[int] = ()) -> Repl
         )
         if question is None:
             raise DomainError("This reply answers no question to ask again.", field="message")
-        return _store_turn(user=user, target=target, question=question, writing=writing)
+        return _store_turn(
+            user=user, target=target, question=question, writing=writing, own_quota=own_quota
+        )
 
 
 def _turn_target(*, user, message_id) -> tuple[Message, sql.SendTarget]:
@@ -691,12 +898,17 @@ def _store_turn(
     question: Message | None = None,
     created: bool = False,
     writing: Collection[int] = (),
+    own_quota: int | None = None,
+    llm: str | None = None,
 ) -> Reply:
     """Store a turn in a conversation whose user lock the caller holds: the three sends.
 
     A new question (``content``) follows the current leaf, or is a new version of
     ``edited`` (its sibling); with ``question`` only a new reply to it is stored (a
-    regeneration). The current path moves to the new messages.
+    regeneration). The current path moves to the new messages. The user's daily quota
+    (their own, ``own_quota``, else the setting's) must not be spent (QuotaExceeded);
+    ``llm`` (checked) becomes the conversation's LLM. The reply is written by the
+    conversation's LLM (``ChatSession.effective_llm``).
     """
     session = target.session
     if session.detached_label:
@@ -715,7 +927,12 @@ def _store_turn(
             raise GenerationInProgress()
         if reply_interrupt(message_id=target.streaming_id):
             interrupted = (target.streaming_id,)
-    activate = not session.is_active or session.archived
+    usage.check_quota(user_id=user.pk, own_limit=own_quota)
+    chosen = llm if llm and llm != session.llm else None
+    if chosen:
+        session.llm = chosen
+    # A temporary conversation is never active: the context's active one stays so.
+    activate = not session.temporary and (not session.is_active or session.archived)
     if activate:
         _deactivate_context(
             user=user, model_id=session.model_id, run_id=session.run_id, keep_id=session.pk
@@ -733,7 +950,7 @@ def _store_turn(
             and not Message.objects.filter(session=session, role=Message.Role.USER).exists()
         )
     )
-    llm = session.model.effective_llm if session.model_id else settings.LLM_MODEL
+    answering = session.effective_llm
     now = timezone.now()
     replied_at = now + timedelta(microseconds=1)
     if question is None:
@@ -754,7 +971,7 @@ def _store_turn(
         role=Message.Role.ASSISTANT,
         content="",
         status=Message.Status.STREAMING,
-        llm=llm,
+        llm=answering,
         parent_id=user_message.pk,
         at=replied_at,
         written_at=now,
@@ -770,13 +987,15 @@ def _store_turn(
         preview=preview,
         title=title,
         activate=activate,
+        llm=chosen,
     )
     session.message_count += added
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
     session.preview = preview
     session.title = title or session.title
-    session.is_active, session.archived = True, False
+    if activate:
+        session.is_active, session.archived = True, False
     return Reply(
         session, user_message, assistant_message, created, False, first_message, interrupted
     )
@@ -898,7 +1117,8 @@ def reply_finish(
     """Store a reply's final status (and content); return False if it was already final.
 
     ``content=None`` keeps the text saved so far. The conversation's token totals, its
-    last LLM and its preview follow the reply.
+    last LLM and its preview follow the reply, and its tokens are added to the owner's
+    usage of today (UTC) with its LLM (chat.usage): one upsert in the same transaction.
     """
     if status == Message.Status.STREAMING:
         raise ValueError("a finished reply cannot be streaming")
@@ -918,6 +1138,13 @@ def reply_finish(
                 prompt_tokens=prompt_tokens or 0,
                 completion_tokens=completion_tokens or 0,
                 preview=_preview(content) if content else None,
+            )
+        if prompt_tokens or completion_tokens:
+            sql.add_usage(
+                message_id=message_id,
+                day=usage.today(),
+                prompt_tokens=prompt_tokens or 0,
+                completion_tokens=completion_tokens or 0,
             )
     return True
 
@@ -951,3 +1178,112 @@ def replies_settle_abandoned(
         .values_list("pk", "session_id")[:SETTLE_BATCH]
     )
     return [(pk, str(session)) for pk, session in rows if reply_interrupt(message_id=pk)]
+
+
+# Share links (SPEC 4.6) -----------------------------------------------------------------
+
+SHARE_TOKEN_BYTES = 32
+
+
+@_retry_on_conflict
+def share_create(*, user, session_id) -> tuple[str, ShareLink]:
+    """Share a snapshot of one of ``user``'s conversations; return the link's token (to
+    show once) and the link.
+
+    The snapshot is the conversation as it is now (``selectors.share_snapshot``: the
+    current path's questions and replies, nothing else). Sharing a shared conversation
+    again takes a new snapshot under a new token, and the old link stops working: only a
+    token's SHA-256 digest is stored, so the old one could not be shown again. A
+    temporary conversation cannot be shared.
+    """
+    session = selectors.session_get(user=user, session_id=session_id)
+    if session.temporary:
+        raise DomainError("A temporary conversation cannot be shared.")
+    token = secrets.token_urlsafe(SHARE_TOKEN_BYTES)
+    with transaction.atomic():
+        snapshot = selectors.share_snapshot(session=session)
+        link, _ = ShareLink.objects.update_or_create(
+            session=session,
+            defaults={
+                "user": user,
+                "digest": selectors.share_digest(token),
+                "title": session.title,
+                "snapshot": snapshot,
+                "created_at": timezone.now(),
+            },
+        )
+    logger.info("conversation %s shared: user %s, %d messages", session.pk, user.pk, len(snapshot))
+    return token, link
+
+
+def share_revoke(*, user, session_id) -> None:
+    """Revoke the share link of one of ``user``'s conversations: it answers 404 from now.
+
+    A conversation that has none (or is someone else's) is not found.
+    """
+    session = selectors.session_get(user=user, session_id=session_id)
+    deleted, _ = ShareLink.objects.filter(session=session).delete()
+    if not deleted:
+        raise ShareNotFound()
+    logger.info("conversation %s unshared: user %s", session.pk, user.pk)
+
+
+# Folders (SPEC 4.6) ---------------------------------------------------------------------
+
+FOLDER_NAME_MAX_CHARS = Folder._meta.get_field("name").max_length
+# The sidebar shows each folder's first conversations: a bound on folders bounds it.
+FOLDERS_MAX = 100
+
+
+def _check_folder_name(name) -> str:
+    """Return a folder's name as stored (one line, whitespace collapsed), or raise."""
+    if not isinstance(name, str):
+        raise DomainError("name must be a string.", field="name")
+    name = " ".join(clean_text(name).split())
+    if not name:
+        raise DomainError("The folder name is empty.", field="name")
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise DomainError("A folder name cannot hold control characters.", field="name")
+    if len(name) > FOLDER_NAME_MAX_CHARS:
+        raise DomainError(
+            f"A folder name is at most {FOLDER_NAME_MAX_CHARS} characters.", field="name"
+        )
+    return name
+
+
+def _check_folder(*, user, folder_id) -> int | None:
+    """Return the id of one of ``user``'s folders (None: no folder); another is not found."""
+    if folder_id is None:
+        return None
+    pk = selectors.parse_int_id(folder_id, field="folder")
+    if not Folder.objects.filter(pk=pk, user=user).exists():
+        raise FolderNotFound()
+    return pk
+
+
+def folder_create(*, user, name) -> Folder:
+    """Create a folder of ``user``'s; at most FOLDERS_MAX each. Takes the user lock (the
+    count and the insert of two concurrent creations are serialised)."""
+    name = _check_folder_name(name)
+    with transaction.atomic():
+        lock_user(user)
+        if Folder.objects.filter(user=user).count() >= FOLDERS_MAX:
+            raise DomainError(f"You can have at most {FOLDERS_MAX} folders.", field="name")
+        return Folder.objects.create(user=user, name=name)
+
+
+def folder_rename(*, user, folder_id, name) -> Folder:
+    """Rename one of ``user``'s folders; another's is not found."""
+    name = _check_folder_name(name)
+    pk = selectors.parse_int_id(folder_id, field="folder")
+    if not Folder.objects.filter(pk=pk, user=user).update(name=name):
+        raise FolderNotFound()
+    return Folder.objects.get(pk=pk)
+
+
+def folder_delete(*, user, folder_id) -> None:
+    """Delete one of ``user``'s folders; its conversations are kept, in no folder."""
+    pk = selectors.parse_int_id(folder_id, field="folder")
+    deleted, _ = Folder.objects.filter(pk=pk, user=user).delete()
+    if not deleted:
+        raise FolderNotFound()

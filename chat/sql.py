@@ -12,17 +12,18 @@ them. Everything else goes through the ORM. Callers own the transaction and the 
 import json
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from django.db import connection
 
-from .models import ChatSession, Message
+from .models import ChatSession, Message, UsageDay
 
 SESSION = ChatSession._meta.db_table
 MESSAGE = Message._meta.db_table
 STREAMING = Message.Status.STREAMING
 
-# The session columns a send needs, in the order the row returns them.
+# The session columns a send needs, in the order the row returns them: the model's order
+# of its fields (ChatSession.from_db reads them so).
 SESSION_FIELDS = (
     "id",
     "user_id",
@@ -37,6 +38,14 @@ SESSION_FIELDS = (
     "summary_until_id",
     "summary_message_count",
     "message_count",
+    "llm",
+    "temporary",
+)
+# SQLite answers booleans as 0 and 1.
+_BOOLEAN_FIELDS = tuple(
+    index
+    for index, name in enumerate(SESSION_FIELDS)
+    if name in ("is_active", "archived", "temporary")
 )
 _SELECT_SESSION = (
     "SELECT "
@@ -69,22 +78,44 @@ def _target(row) -> SendTarget | None:
     values = list(row[: len(SESSION_FIELDS)])
     if not isinstance(values[0], uuid.UUID):
         values[0] = uuid.UUID(values[0])
-    values[6], values[7] = bool(values[6]), bool(values[7])
+    for index in _BOOLEAN_FIELDS:
+        values[index] = bool(values[index])
     # The other fields are deferred: reading one loads it, nothing reads a stale default.
     session = ChatSession.from_db(connection.alias, list(SESSION_FIELDS), values)
     streaming_id, lapsed = row[len(SESSION_FIELDS) :]
     return SendTarget(session, streaming_id, bool(lapsed))
 
 
+USER = connection.ops.quote_name("accounts_user")
+USAGE = UsageDay._meta.db_table
+
+
 def lock_user(user_id: int) -> None:
     """Take the user's row lock (PostgreSQL; SQLite's IMMEDIATE transaction locks it all)."""
     if connection.features.has_select_for_update:
         with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT id FROM {connection.ops.quote_name('accounts_user')}"
-                " WHERE id = %s FOR UPDATE",
-                [user_id],
-            )
+            cursor.execute(f"SELECT id FROM {USER} WHERE id = %s FOR UPDATE", [user_id])
+
+
+def lock_sender(user) -> int | None:
+    """Take ``lock_user``'s lock for a send and return the user's own daily token quota
+    (``quota_tokens_per_day``; None: QUOTA_TOKENS_PER_DAY applies).
+
+    On PostgreSQL the locking statement reads it: no statement more than the lock. On
+    SQLite (the IMMEDIATE transaction has locked everything) it is the value loaded with
+    ``user`` (a signed-in browser's user is loaded whole, a bearer token's with its quota:
+    accounts.tokens.token_user), else one read by primary key.
+    """
+    if connection.features.has_select_for_update:
+        sql = f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE"
+    elif "quota_tokens_per_day" not in user.get_deferred_fields():
+        return user.quota_tokens_per_day
+    else:
+        sql = f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [user.pk])
+        row = cursor.fetchone()
+    return row[0] if row else None
 
 
 def session_by_id(session_id: uuid.UUID, *, lease_cutoff: datetime) -> SendTarget | None:
@@ -138,9 +169,18 @@ def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
 
 
 def insert_session(
-    *, session_id: uuid.UUID, user_id: int, model_id, run_id, title: str, at: datetime
+    *,
+    session_id: uuid.UUID,
+    user_id: int,
+    model_id,
+    run_id,
+    title: str,
+    at: datetime,
+    llm: str = "",
+    temporary: bool = False,
 ) -> ChatSession:
-    """Insert the new active conversation of a context (every column given) and return it.
+    """Insert a new conversation (every column given) and return it: the active one of its
+    context, or an inactive ``temporary`` one.
 
     A column added to ChatSession without a database default must be added here too:
     every send test fails until it is.
@@ -152,9 +192,10 @@ def insert_session(
             f"INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
             " is_active, pinned, archived, detached_label, summary, summary_until_id,"
             " summary_message_count, preview, created_at, updated_at, last_message_at,"
-            " activity_at, message_count, prompt_tokens, completion_tokens, last_llm)"
+            " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
+            " imported_from, llm, temporary, folder_id)"
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', NULL, 0, '', %s, %s, NULL,"
-            " %s, 0, 0, 0, '')",
+            " %s, 0, 0, 0, '', '', %s, %s, NULL)",
             [
                 _uuid_param(session_id),
                 user_id,
@@ -162,12 +203,14 @@ def insert_session(
                 run_id,
                 title,
                 title_source,
-                True,
+                not temporary,
                 False,
                 False,
                 when,
                 when,
                 when,
+                llm,
+                temporary,
             ],
         )
     return ChatSession(
@@ -177,10 +220,12 @@ def insert_session(
         run_id=run_id,
         title=title,
         title_source=title_source,
-        is_active=True,
+        is_active=not temporary,
         created_at=at,
         updated_at=at,
         activity_at=at,
+        llm=llm,
+        temporary=temporary,
     )
 
 
@@ -257,8 +302,10 @@ def session_after_send(
     preview: str,
     title: str | None,
     activate: bool,
+    llm: str | None = None,
 ) -> None:
-    """Count a question and its reply placeholder (``added`` messages) on the conversation."""
+    """Count a question and its reply placeholder (``added`` messages) on the conversation
+    (and with ``llm``, make it the conversation's LLM)."""
     sets = [
         "message_count = message_count + %s",
         "last_message_at = %s",
@@ -274,6 +321,9 @@ def session_after_send(
         sets.append("is_active = %s")
         sets.append("archived = %s")
         params += [True, False]
+    if llm is not None:
+        sets.append("llm = %s")
+        params.append(llm)
     params.append(_uuid_param(session_id))
     with connection.cursor() as cursor:
         cursor.execute(f"UPDATE {SESSION} SET {', '.join(sets)} WHERE id = %s", params)
@@ -339,6 +389,43 @@ def session_after_finish(
             f" WHERE id = (SELECT session_id FROM {MESSAGE} WHERE id = %s)",
             params,
         )
+
+
+def add_usage(*, message_id: int, day: date, prompt_tokens: int, completion_tokens: int) -> None:
+    """Add a finished reply's tokens to its owner's usage of ``day`` with the reply's LLM.
+
+    One upsert (PostgreSQL, and SQLite 3.24+): the row of (user, day, LLM) is created or
+    added to, atomically, however many replies finish at once.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {USAGE} (user_id, date, llm, prompt_tokens, completion_tokens)"
+            f" SELECT s.user_id, %s, m.llm, %s, %s FROM {MESSAGE} m"
+            f" JOIN {SESSION} s ON s.id = m.session_id WHERE m.id = %s"
+            " ON CONFLICT (user_id, date, llm) DO UPDATE SET"
+            f" prompt_tokens = {USAGE}.prompt_tokens + excluded.prompt_tokens,"
+            f" completion_tokens = {USAGE}.completion_tokens + excluded.completion_tokens",
+            [
+                connection.ops.adapt_datefield_value(day),
+                prompt_tokens,
+                completion_tokens,
+                message_id,
+            ],
+        )
+
+
+def tokens_used(*, user_id: int, day: date) -> int:
+    """Return the tokens (prompt and completion) ``user_id`` spent on ``day``, every LLM.
+
+    A range of the (user, date, llm) unique index: the day's few rows.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM {USAGE}"
+            " WHERE user_id = %s AND date = %s",
+            [user_id, connection.ops.adapt_datefield_value(day)],
+        )
+        return int(cursor.fetchone()[0])
 
 
 def save_progress(*, message_id: int, content: str, at: datetime) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views
+from . import views, views_folders, views_import, views_share
 
 app_name = "chat"
 
@@ -26,6 +26,13 @@ urlpatterns = [
     path("c/<uuid:session_id>/pin", views.session_pin, name="pin"),
     path("c/<uuid:session_id>/archive", views.session_archive, name="archive"),
     path("c/<uuid:session_id>/delete", views.session_delete, name="delete"),
+    path("c/<uuid:session_id>/llm", views.session_llm, name="llm"),
+    path("c/<uuid:session_id>/share", views_share.session_share, name="share"),
+    path("c/<uuid:session_id>/share/revoke", views_share.session_unshare, name="unshare"),
+    path("c/<uuid:session_id>/folder", views_folders.session_folder, name="folder"),
+    path("folders/<int:folder_id>/rename", views_folders.folder_rename, name="folder_rename"),
+    path("folders/<int:folder_id>/delete", views_folders.folder_delete, name="folder_delete"),
+    path("s/<str:token>", views_share.share_page, name="share_page"),
     path("m/<int:model_id>/new", views.model_new, name="model_new"),
     path("m/<int:model_id>/c/<uuid:session_id>", views.session_open, name="model_session"),
     path("m/<int:model_id>/runs/<int:run_id>/chat", views.run_chat, name="run_chat"),
@@ -34,4 +41,5 @@ urlpatterns = [
     path("sidebar/more", views.sidebar_more, name="sidebar_more"),
     path("search", views.search, name="search"),
     path("signed-in", views.signed_in, name="signed_in"),
+    path("import/chatgpt", views_import.import_chatgpt, name="import_chatgpt"),
 ]

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from models_app import selectors as model_selectors
 from models_app.models import Model
 
-from . import rendering, selectors, services
+from . import llm, rendering, selectors, services
 from .exceptions import ConversationReadOnly, DomainError, NotFound
 from .models import Context, Message
 from .text import clean_text
@@ -143,22 +143,33 @@ def _tag_param(request, *, lenient: bool = False) -> str | None:
 def sidebar_context(user, *, archived: bool = False, tag: str | None = None) -> dict:
     """Return the template context of the sidebar groups, filtered by ``tag`` when given.
 
-    Four queries whatever the size: the sessions, their tags, the models, the tag counts.
+    Five queries whatever the size: the sessions, their tags, the models, the folders, the
+    tag counts. The folders come first, then general (its conversations in no folder).
     """
     sessions = selectors.sidebar_sessions(user=user, archived=archived, tag=tag)
     models = list(model_selectors.model_list(user=user).only("id", "name"))
-    by_key: dict[int, list] = {}
+    by_key: dict = {}
     for session in sessions:
-        by_key.setdefault(session.group_key, []).append(session)
+        key = ("folder", session.folder_id) if session.folder_id else session.group_key
+        by_key.setdefault(key, []).append(session)
     page = selectors.SIDEBAR_PAGE
     groups = [
+        {
+            "key": f"folder-{folder.pk}",
+            "label": folder.name,
+            "folder": folder,
+            "sessions": by_key.get(("folder", folder.pk), []),
+        }
+        for folder in selectors.folder_list(user=user)
+    ]
+    groups.append(
         {
             "key": Context.GENERAL,
             "label": Context.GENERAL.label,
             "new_url": reverse("chat:new"),
             "sessions": by_key.get(selectors.GROUP_GENERAL, []),
         }
-    ]
+    )
     for model in models:
         groups.append(
             {
@@ -191,6 +202,16 @@ def sidebar_context(user, *, archived: bool = False, tag: str | None = None) -> 
     }
 
 
+def _duration(seconds: int) -> str:
+    """Return a duration as people say it: "24 hours", "30 minutes", "7 days"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60), ("second", 1)):
+        # A day or two reads better in hours ("24 hours", "36 hours").
+        if seconds >= size and seconds % size == 0 and (unit != "day" or seconds > 2 * size):
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return "0 seconds"
+
+
 def _markdown_rules() -> str:
     """Return the server's sanitising allow-list as JSON, for the page's own Markdown
     rendering (static/js/markdown.js) of what it shows before the server's: one list."""
@@ -221,6 +242,9 @@ def _chat_page(request, *, session=None, model=None, run=None):
         "has_more": has_more,
         "streaming_id": streaming_id,
         "read_only": session is not None and session.context == Context.DETACHED,
+        "temporary": session is not None and session.temporary,
+        **llm_picker(request.user, session=session, model=model),
+        "temporary_ttl": _duration(settings.TEMPORARY_CHAT_TTL),
         "url_base": f"/m/{model.pk}/c/" if model and not run else "/c/",
         "current_id": str(session.pk) if session else "",
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
@@ -590,3 +614,49 @@ def session_delete(request, session_id):
         response["HX-Redirect"] = reverse("chat:new")
         return response
     return _after_write(request)
+
+
+def llm_picker(user, *, session=None, model=None) -> dict:
+    """Return the context of the chat header's LLM picker (``_llm_picker.html``): the LLMs
+    on offer and the conversation's (a new chat's: its model's, else the user's default
+    LLM). One that is no longer offered is still shown, as the one that answers."""
+    if session is not None:
+        current = session.effective_llm
+    elif model is not None:
+        current = model.effective_llm
+    else:
+        current = user.default_llm or settings.LLM_MODEL
+    offered = llm.available_llms()
+    return {
+        "llms": offered if current in offered else [current, *offered],
+        "current_llm": current,
+        "llm_error": "",
+    }
+
+
+@login_required
+@require_POST
+@domain_errors
+def session_llm(request, session_id):
+    """Choose the LLM that answers a conversation (the header's picker, ``llm``): 204, or
+    the picker saying why the choice was refused (nothing changed)."""
+    session = selectors.session_get(user=request.user, session_id=session_id)
+    try:
+        session = services.conversation_update(
+            user=request.user, session_id=session.pk, llm=request.POST.get("llm", "")
+        )
+    except DomainError as exc:
+        if exc.field != "llm":
+            raise
+        context = {"session": session, **llm_picker(request.user, session=session)}
+        context["llm_error"] = exc.message
+        # htmx swaps only 2xx answers: the picker with its error must be one of them.
+        return render(
+            request,
+            "chat/partials/_llm_picker.html",
+            context,
+            status=200 if request.htmx else 400,
+        )
+    if not request.htmx:
+        return redirect(session.get_absolute_url())
+    return HttpResponse(status=204)

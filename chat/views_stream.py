@@ -29,7 +29,7 @@ from .models import Message
 from .streaming import events
 from .text import parse_json
 
-ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id"}
+ALLOWED_FIELDS = {"message", "session", "model", "run", "client_id", "temporary", "llm"}
 # An edit or a regeneration names the message it makes a new version of (SPEC 4.6).
 EDIT_FIELDS = {"edit", "message", "client_id"}
 REGENERATE_FIELDS = {"regenerate"}
@@ -89,7 +89,7 @@ def _parse(body: bytes) -> dict:
             raise DomainError(f"{kind} must be a message id (an integer).", field=kind)
     if "message" not in data and kind != "regenerate":
         raise DomainError("message is required.", field="message")
-    for name in ("session", "client_id"):
+    for name in ("session", "client_id", "llm"):
         if data.get(name) is not None and not isinstance(data[name], str):
             raise DomainError(f"{name} must be a string.", field=name)
     if data.get("session"):
@@ -103,6 +103,8 @@ def _parse(body: bytes) -> dict:
         value = data.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise DomainError(f"{name} must be an integer id.", field=name)
+    if not isinstance(data.get("temporary", False), bool):
+        raise DomainError("temporary must be true or false.", field="temporary")
     return data
 
 
@@ -250,6 +252,8 @@ async def stream_view(request):
                 "model_id": data.get("model"),
                 "run_id": data.get("run"),
                 "client_id": data.get("client_id"),
+                "temporary": data.get("temporary", False),
+                "llm": data.get("llm"),
             }
         raw = bearer_token(request.headers.get("Authorization"))
         if raw is not None:

@@ -15,6 +15,8 @@ from rest_framework.renderers import JSONRenderer
 
 from accounts import api as accounts
 from chat.api import views as chat
+from chat.api import views_usage
+from chat.llm import available_llms
 from models_app import api as models
 
 
@@ -63,10 +65,15 @@ class DocsView(JSONErrorsMixin, SpectacularSwaggerView):
 urlpatterns = [
     path("auth/token/", chat.TokenView.as_view(), name="api-token"),
     path("me/password/", accounts.PasswordChangeView.as_view(), name="api-me-password"),
+    # accounts is below chat: the LLMs a default may name are chat's, passed in here.
+    path("me/", accounts.MeView.as_view(offered_llms=available_llms), name="api-me"),
+    path("tokens/", accounts.TokenListView.as_view(), name="api-tokens"),
+    path("tokens/<str:token_id>/", accounts.TokenDetailView.as_view(), name="api-token-detail"),
     path("sessions/", chat.SessionListView.as_view(), name="api-sessions"),
     path("sessions/active/", chat.SessionActiveView.as_view(), name="api-session-active"),
     path("sessions/delete-all/", chat.SessionDeleteAllView.as_view(), name="api-delete-all"),
     path("sessions/import/", chat.SessionImportView.as_view(), name="api-session-import"),
+    path("import/chatgpt/", chat.ChatGPTImportView.as_view(), name="api-import-chatgpt"),
     path("sessions/<str:session_id>/", chat.SessionDetailView.as_view(), name="api-session"),
     path(
         "sessions/<str:session_id>/resume/",
@@ -91,6 +98,14 @@ urlpatterns = [
         chat.SessionBranchView.as_view(),
         name="api-session-branch",
     ),
+    path(
+        "sessions/<str:session_id>/share/",
+        chat.SessionShareView.as_view(),
+        name="api-session-share",
+    ),
+    path("shares/", chat.ShareListView.as_view(), name="api-shares"),
+    path("folders/", chat.FolderListView.as_view(), name="api-folders"),
+    path("folders/<str:folder_id>/", chat.FolderDetailView.as_view(), name="api-folder"),
     path("messages/<str:message_id>/edit/", chat.MessageEditView.as_view(), name="api-edit"),
     path(
         "messages/<str:message_id>/regenerate/",
@@ -103,6 +118,8 @@ urlpatterns = [
         name="api-feedback",
     ),
     path("tags/", chat.TagListView.as_view(), name="api-tags"),
+    path("llms/", views_usage.LLMListView.as_view(), name="api-llms"),
+    path("usage/", views_usage.UsageView.as_view(), name="api-usage"),
     path("models/", models.ModelListView.as_view(), name="api-models"),
     path("models/<str:model_id>/", models.ModelDetailView.as_view(), name="api-model"),
     path("models/<str:model_id>/runs/", models.ModelRunListView.as_view(), name="api-model-runs"),

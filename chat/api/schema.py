@@ -75,6 +75,25 @@ class ChatStreamSerializer(serializers.Serializer):
             "stored messages (`duplicate`) instead of sending twice."
         ),
     )
+    temporary = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text=(
+            "When this message creates the conversation: make it a temporary one (never "
+            "listed or active, deleted TEMPORARY_CHAT_TTL after its last message). Without "
+            "`session`, a new temporary conversation. Ignored in an existing conversation."
+        ),
+    )
+    llm = serializers.CharField(
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text=(
+            "One of `GET /api/llms/`: the LLM that writes this reply, kept as the "
+            "conversation's LLM (as `PATCH /api/sessions/<id>/` would). Absent, null or "
+            "empty: the conversation's. An unlisted one is 400 `unknown_llm`."
+        ),
+    )
 
 
 class ChatStreamEditSerializer(serializers.Serializer):
@@ -309,7 +328,8 @@ class ChatStreamDocsView(APIView):
                         "types (invalid), an empty message (empty_message), a message over "
                         "MAX_MESSAGE_CHARS (message_too_long), a run of another model or a "
                         "conversation of another context (invalid_context), a conversation "
-                        "whose model or run was deleted (read_only)."
+                        "whose model or run was deleted (read_only), an LLM not offered here "
+                        "(unknown_llm)."
                     ),
                     401: "No credentials (not_authenticated), or an invalid or expired token.",
                     403: "Session authentication without a valid CSRF token (csrf_failed).",
@@ -318,7 +338,11 @@ class ChatStreamDocsView(APIView):
                         "A reply is still being written in this conversation "
                         "(generation_in_progress)."
                     ),
-                    429: "Sending too fast (rate_limited); Retry-After says when to try again.",
+                    429: (
+                        "Sending too fast (rate_limited), or the daily token quota is used "
+                        "up (quota_exceeded, until the next UTC midnight); Retry-After says "
+                        "when to try again. Nothing was stored."
+                    ),
                     501: (
                         "Served through WSGI, where a response cannot stream "
                         "(not_implemented): serve Parlor with an ASGI server."

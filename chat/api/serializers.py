@@ -8,8 +8,15 @@ from django.conf import settings
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from chat import usage
 from chat.models import ChatSession, Context, Feedback, Message
-from chat.services import CLIENT_ID_MAX_CHARS, TAG_MAX_CHARS, TAGS_MAX, TITLE_MAX_CHARS
+from chat.services import (
+    CLIENT_ID_MAX_CHARS,
+    FOLDER_NAME_MAX_CHARS,
+    TAG_MAX_CHARS,
+    TAGS_MAX,
+    TITLE_MAX_CHARS,
+)
 from core.api import StrictBooleanField, StrictCharField, StrictIntegerField, StrictSerializer
 
 TAG_RULES = (
@@ -48,6 +55,15 @@ class SessionSerializer(serializers.ModelSerializer):
         read_only=True,
         help_text="The user's own labels, by name.",
     )
+    llm = serializers.CharField(
+        source="effective_llm",
+        read_only=True,
+        help_text=(
+            "The LLM that answers: the one chosen for the conversation (on creation, PATCH "
+            "or a send), else its model's LLM, else the server's LLM_MODEL. A general "
+            "conversation starts with your `default_llm`."
+        ),
+    )
 
     class Meta:
         model = ChatSession
@@ -66,8 +82,18 @@ class SessionSerializer(serializers.ModelSerializer):
             "message_count",
             "preview",
             "tags",
+            "folder",
+            "temporary",
+            "llm",
         ]
         read_only_fields = fields
+        extra_kwargs = {
+            "folder": {"help_text": "The folder of a general conversation (id), or null."},
+            "temporary": {
+                "help_text": "Never listed nor active; deleted TEMPORARY_CHAT_TTL after its "
+                "last message."
+            },
+        }
 
 
 class SessionListItemSerializer(SessionSerializer):
@@ -108,6 +134,18 @@ class SessionCreateSerializer(StrictSerializer):
     model = StrictIntegerField(required=False, allow_null=True, min_value=1)
     run = StrictIntegerField(required=False, allow_null=True, min_value=1)
     title = StrictCharField(required=False, allow_blank=True, max_length=TITLE_MAX_CHARS)
+    temporary = StrictBooleanField(
+        required=False,
+        default=False,
+        help_text="A temporary conversation: never listed, searched or active, deleted "
+        "TEMPORARY_CHAT_TTL after its last message.",
+    )
+    llm = StrictCharField(
+        required=False,
+        allow_blank=True,
+        help_text="One of `GET /api/llms/`; absent or empty: the default (the model's LLM, "
+        "else your `default_llm`). An unlisted one is 400 `unknown_llm`.",
+    )
 
 
 class SessionUpdateSerializer(StrictSerializer):
@@ -117,6 +155,19 @@ class SessionUpdateSerializer(StrictSerializer):
     tags = TagListField(
         required=False,
         help_text=f"Replaces the conversation's tags whole ([] removes them). {TAG_RULES}",
+    )
+    folder = StrictIntegerField(
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="One of your folders (a general, kept conversation only), or null: none.",
+    )
+    llm = StrictCharField(
+        required=False,
+        allow_blank=True,
+        help_text="One of `GET /api/llms/`: it answers the next replies. Empty: back to the "
+        "default (the model's LLM, else your `default_llm`). Unlisted: 400 `unknown_llm`.",
     )
 
 
@@ -326,3 +377,105 @@ class TokenRequestSerializer(StrictSerializer):
 class TokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     expires_at = serializers.DateTimeField()
+
+
+class ChatGPTImportSerializer(StrictSerializer):
+    """A ChatGPT data export, uploaded."""
+
+    file = serializers.FileField(
+        help_text="`conversations.json` of a ChatGPT data export, or the export's zip."
+    )
+
+
+class ImportErrorSerializer(serializers.Serializer):
+    conversation = serializers.CharField(help_text="Its title, else its ChatGPT id.")
+    error = serializers.CharField(help_text="Why it was not imported.")
+
+
+class ChatGPTImportResultSerializer(serializers.Serializer):
+    imported = serializers.IntegerField(min_value=0)
+    skipped = serializers.IntegerField(
+        min_value=0, help_text="Conversations this user imported before (same ChatGPT id)."
+    )
+    errors = ImportErrorSerializer(many=True, help_text="Conversations that could not be read.")
+
+
+class ShareCreatedSerializer(serializers.Serializer):
+    url = serializers.URLField(help_text="The public read-only page: /s/<token>.")
+    token = serializers.CharField(help_text="Shown in this answer only: the server keeps a hash.")
+    created_at = serializers.DateTimeField(help_text="When the snapshot was taken.")
+
+
+class ShareSerializer(serializers.Serializer):
+    session = serializers.UUIDField(source="session_id", help_text="The shared conversation.")
+    title = serializers.CharField(help_text="Its title when shared.")
+    created_at = serializers.DateTimeField(help_text="When the snapshot was taken.")
+
+
+class ShareListSerializer(serializers.Serializer):
+    results = ShareSerializer(many=True)
+
+
+class FolderSerializer(serializers.Serializer):
+    id = serializers.IntegerField(read_only=True)
+    name = serializers.CharField(read_only=True)
+
+
+class FolderListSerializer(serializers.Serializer):
+    results = FolderSerializer(many=True)
+
+
+class FolderWriteSerializer(StrictSerializer):
+    # Emptiness, control characters and the length are checked by chat.services.
+    name = StrictCharField(
+        trim_whitespace=False,
+        help_text=f"1 to {FOLDER_NAME_MAX_CHARS} characters, one line.",
+    )
+
+
+class LLMSerializer(serializers.Serializer):
+    id = serializers.CharField(help_text="The LLM's name, as the provider lists it.")
+
+
+class LLMListSerializer(serializers.Serializer):
+    results = LLMSerializer(many=True)
+    default = serializers.CharField(
+        help_text="The LLM of your new general conversations: your `default_llm`, else the "
+        "server's LLM_MODEL."
+    )
+
+
+class UsageQuerySerializer(StrictSerializer):
+    days = serializers.IntegerField(
+        required=False,
+        default=usage.CHART_DAYS,
+        min_value=1,
+        max_value=usage.DAYS_MAX,
+        help_text="How many UTC days, today included.",
+    )
+
+
+class UsageDaySerializer(serializers.Serializer):
+    date = serializers.DateField(help_text="A UTC day.")
+    llm = serializers.CharField()
+    prompt_tokens = serializers.IntegerField(min_value=0)
+    completion_tokens = serializers.IntegerField(min_value=0)
+
+
+class QuotaSerializer(serializers.Serializer):
+    tokens_per_day = serializers.IntegerField(
+        min_value=0, help_text="Your limit: your own, else QUOTA_TOKENS_PER_DAY."
+    )
+    used_today = serializers.IntegerField(
+        min_value=0, help_text="Prompt and completion tokens of today (UTC), every LLM."
+    )
+    resets_at = serializers.DateTimeField(help_text="The next UTC midnight.")
+
+
+class UsageReportSerializer(serializers.Serializer):
+    days = UsageDaySerializer(
+        many=True,
+        help_text="One row per day and LLM that used tokens, oldest first (a day without "
+        "usage has no row).",
+    )
+    quota = QuotaSerializer(allow_null=True, help_text="null: no daily limit applies to you.")

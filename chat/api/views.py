@@ -8,6 +8,7 @@ import json
 
 from django.contrib.auth import authenticate
 from django.http import HttpResponse
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -17,18 +18,27 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.tokens import token_issue
-from chat import exports, selectors, services, streaming
+from chat import chatgpt, exports, selectors, services, streaming
 from chat.exceptions import ConversationNotFound
 from core.api import errors, parse
 
 from . import serializers as s
 from .authentication import BearerTokenAuthentication
 from .pagination import keyset_page, next_url, offset_from_cursor
+from .parsers import UploadParser
 from .throttles import TokenIssueThrottle
 
 SESSION_ID = OpenApiParameter(
     "session_id", OpenApiTypes.UUID, OpenApiParameter.PATH, description="Conversation id."
 )
+# What a send, an edit or a regeneration may be refused with besides the usual.
+SEND_REFUSALS = {
+    400: "Invalid input (invalid, empty_message, message_too_long, read_only, …); nothing "
+    "is stored.",
+    429: "Sending too fast (rate_limited), or your daily token quota is used up "
+    "(quota_exceeded: the message says when it resets, the next UTC midnight); "
+    "Retry-After says when to try again. Nothing is stored.",
+}
 
 
 class TokenView(APIView):
@@ -111,7 +121,13 @@ class SessionListView(APIView):
         description=(
             "Creates the new active conversation of its context (general, a model, or a "
             "run); the previous active one becomes inactive. With a client-chosen `id` "
-            "the call is idempotent: the same id again answers 200 with the same session."
+            "the call is idempotent: the same id again answers 200 with the same session. "
+            "`temporary: true` makes a temporary conversation instead: never active (the "
+            "context's active one stays so), never listed, searched or in bulk exports, "
+            "and deleted with its messages TEMPORARY_CHAT_TTL after its last message. "
+            "`llm` (one of `GET /api/llms/`) chooses the LLM that answers; without it a "
+            "model's conversation follows its model's LLM and a general one takes your "
+            "`default_llm`. An unlisted LLM: 400 `unknown_llm`, nothing created."
         ),
     )
     def post(self, request):
@@ -122,6 +138,8 @@ class SessionListView(APIView):
             run_id=data.get("run"),
             session_id=data.get("id"),
             title=data.get("title", ""),
+            temporary=data["temporary"],
+            llm=data.get("llm"),
         )
         session = selectors.session_get(user=request.user, session_id=session.pk)
         return Response(
@@ -169,10 +187,14 @@ class SessionDetailView(APIView):
         parameters=[SESSION_ID],
         request=s.SessionUpdateSerializer,
         responses={200: s.SessionDetailSerializer, **errors(400, 404)},
-        summary="Rename, pin, archive or tag",
+        summary="Rename, pin, archive, tag, file in a folder or choose the LLM",
         description=(
             "Archiving also makes the conversation inactive. `tags` replaces the "
-            "conversation's tags whole. Any invalid field: 400 `invalid` and nothing changes."
+            "conversation's tags whole. `folder` (one of your folders, or null) is for a "
+            "general conversation that is not temporary (else 400); a folder that is not "
+            "yours: 404. `llm` (one of `GET /api/llms/`; empty: back to the default) "
+            "answers the next replies; an unlisted one is 400 `unknown_llm`. Any invalid "
+            "field: 400 `invalid` and nothing changes."
         ),
     )
     def patch(self, request, session_id):
@@ -268,7 +290,7 @@ class MessageListView(APIView):
                 s.ReplySerializer,
                 description="This client_id was sent before: the same stored messages.",
             ),
-            **errors(400, 404, 409, 429),
+            **errors(400, 404, 409, 429, descriptions=SEND_REFUSALS),
         },
         summary="Send a message",
         description=(
@@ -331,7 +353,7 @@ class MessageEditView(APIView):
                 s.ReplySerializer,
                 description="This client_id was sent before: the same stored messages.",
             ),
-            **errors(400, 404, 409, 429),
+            **errors(400, 404, 409, 429, descriptions=SEND_REFUSALS),
         },
         summary="Edit a question",
         description=(
@@ -364,7 +386,7 @@ class MessageRegenerateView(APIView):
                     "the old reply stays."
                 ),
             ),
-            **errors(400, 404, 409, 429),
+            **errors(400, 404, 409, 429, descriptions=SEND_REFUSALS),
         },
         summary="Regenerate a reply",
         description=(
@@ -485,3 +507,153 @@ class SessionImportView(APIView):
         session = services.conversation_import(user=request.user, messages=messages, **conversation)
         session = selectors.session_get(user=request.user, session_id=session.pk)
         return Response(s.SessionDetailSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class ChatGPTImportView(APIView):
+    parser_classes = [UploadParser]
+
+    @extend_schema(
+        operation_id="import_chatgpt",
+        request={"multipart/form-data": s.ChatGPTImportSerializer},
+        responses={
+            200: s.ChatGPTImportResultSerializer,
+            **errors(
+                400,
+                413,
+                descriptions={
+                    400: "Not a ChatGPT export (code invalid), or no file sent; nothing "
+                    "was imported.",
+                    413: f"The file is larger than {chatgpt.EXPORT_MAX_BYTES // 2**20} MB.",
+                },
+            ),
+        },
+        summary="Import a ChatGPT data export",
+        description=(
+            "The multipart field `file` is `conversations.json` of a ChatGPT data export, or "
+            "the export's zip. Each conversation becomes an inactive general conversation, "
+            "its branches (edited questions, regenerated replies) kept as versions and its "
+            "current path following ChatGPT's `current_node`; system, tool and hidden "
+            "messages are left out; titles and times are kept. A conversation imported "
+            "before (same ChatGPT id, same user) is skipped. A conversation that cannot be "
+            "read is named in `errors` and the others are imported. A file that is not a "
+            "ChatGPT export is refused whole (400 `invalid`) and imports nothing."
+        ),
+    )
+    def post(self, request):
+        upload = parse(s.ChatGPTImportSerializer, request.data)["file"]
+        chatgpt.check_upload(upload)
+        result = services.import_chatgpt(user=request.user, file=upload)
+        return Response(s.ChatGPTImportResultSerializer(result).data)
+
+
+class SessionShareView(APIView):
+    @extend_schema(
+        operation_id="sessions_share",
+        parameters=[SESSION_ID],
+        request=None,
+        responses={201: s.ShareCreatedSerializer, **errors(400, 404)},
+        summary="Share a read-only snapshot",
+        description=(
+            "Takes a snapshot of the conversation as it is now (the current path's questions "
+            "and replies) and answers the public page's `url` (`/s/<token>`: no sign-in, "
+            "read-only, `noindex`). The token is in this answer only: the server keeps its "
+            "hash. Sharing again takes a new snapshot under a new token, and the previous "
+            "link stops working. A temporary conversation cannot be shared (400)."
+        ),
+    )
+    def post(self, request, session_id):
+        token, link = services.share_create(user=request.user, session_id=session_id)
+        body = {"url": share_url(request, token), "token": token, "created_at": link.created_at}
+        return Response(s.ShareCreatedSerializer(body).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(
+        operation_id="sessions_unshare",
+        parameters=[SESSION_ID],
+        request=None,
+        responses={204: None, **errors(400, 404)},
+        summary="Revoke the share link",
+        description="Its page answers 404 from then on. A conversation not shared: 404.",
+    )
+    def delete(self, request, session_id):
+        services.share_revoke(user=request.user, session_id=session_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+def share_url(request, token: str) -> str:
+    """Return the absolute address of the public page of a share link."""
+    return request.build_absolute_uri(reverse("chat:share_page", args=[token]))
+
+
+class ShareListView(APIView):
+    @extend_schema(
+        operation_id="shares_list",
+        responses={200: s.ShareListSerializer, **errors()},
+        summary="Your share links",
+        description=(
+            "Newest first: each link's conversation, its title when shared and when. Never "
+            "the links themselves: the server keeps only their hashes (share again for a "
+            "new one). Not paginated."
+        ),
+    )
+    def get(self, request):
+        links = selectors.share_list(user=request.user)
+        return Response({"results": s.ShareSerializer(links, many=True).data})
+
+
+FOLDER_ID = OpenApiParameter(
+    "folder_id", OpenApiTypes.INT, OpenApiParameter.PATH, description="The folder's id."
+)
+
+
+class FolderListView(APIView):
+    @extend_schema(
+        operation_id="folders_list",
+        responses={200: s.FolderListSerializer, **errors()},
+        summary="Your folders",
+        description="By name. Not paginated.",
+    )
+    def get(self, request):
+        folders = selectors.folder_list(user=request.user)
+        return Response({"results": s.FolderSerializer(folders, many=True).data})
+
+    @extend_schema(
+        operation_id="folders_create",
+        request=s.FolderWriteSerializer,
+        responses={201: s.FolderSerializer, **errors(400)},
+        summary="Create a folder",
+        description=(
+            "For general conversations (PATCH a conversation's `folder`). The name is one "
+            f"line of 1 to {services.FOLDER_NAME_MAX_CHARS} characters, whitespace "
+            f"collapsed; at most {services.FOLDERS_MAX} folders."
+        ),
+    )
+    def post(self, request):
+        name = parse(s.FolderWriteSerializer, request.data)["name"]
+        folder = services.folder_create(user=request.user, name=name)
+        return Response(s.FolderSerializer(folder).data, status=status.HTTP_201_CREATED)
+
+
+class FolderDetailView(APIView):
+    @extend_schema(
+        operation_id="folders_update",
+        parameters=[FOLDER_ID],
+        request=s.FolderWriteSerializer,
+        responses={200: s.FolderSerializer, **errors(400, 404)},
+        summary="Rename a folder",
+    )
+    def patch(self, request, folder_id):
+        name = parse(s.FolderWriteSerializer, request.data)["name"]
+        folder = services.folder_rename(user=request.user, folder_id=folder_id, name=name)
+        return Response(s.FolderSerializer(folder).data)
+
+    @extend_schema(
+        operation_id="folders_destroy",
+        parameters=[FOLDER_ID],
+        request=None,
+        responses={204: None, **errors(400, 404)},
+        summary="Delete a folder",
+        description="Its conversations are kept, in no folder (`folder` null).",
+    )
+    def delete(self, request, folder_id):
+        services.folder_delete(user=request.user, folder_id=folder_id)
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -70,14 +70,18 @@ def prepare(
     client_id=None,
     edit=None,
     regenerate=None,
+    temporary=False,
+    llm=None,
     check_rate: bool = True,
     writing=(),
 ) -> Prepared:
     """Store a user message and its reply placeholder, and build the reply's context.
 
-    A send, or with ``edit`` (a user message's id) a new version of that question, or
-    with ``regenerate`` (an assistant message's id) a new version of that reply. Sync:
-    one unit of database work (the send rate, the service's transaction, the context).
+    A send (``temporary``: one that creates a conversation makes it a temporary one;
+    ``llm``: the conversation's LLM from this reply on), or
+    with ``edit`` (a user message's id) a new version of that question, or with
+    ``regenerate`` (an assistant message's id) a new version of that reply. Sync: one
+    unit of database work (the send rate, the service's transaction, the context).
     """
     if check_rate:
         ratelimit.check_send_rate(user_id=user.pk)
@@ -96,6 +100,8 @@ def prepare(
             run_id=run_id,
             client_id=client_id,
             writing=writing,
+            temporary=temporary,
+            llm=llm,
         )
     context = None
     placeholder = reply.assistant_message

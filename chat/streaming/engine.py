@@ -26,6 +26,9 @@ from .relay import Relay
 logger = logging.getLogger(__name__)
 
 TICK = 1.0
+# Seconds between two deletions of expired temporary conversations, at most (one indexed
+# query; a shorter TEMPORARY_CHAT_TTL sweeps as often as it is long).
+TEMPORARY_SWEEP_EVERY = 60.0
 
 _engines: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Engine]" = (
     weakref.WeakKeyDictionary()
@@ -303,19 +306,33 @@ class Engine:
                     )
 
     def start_sweeping(self) -> None:
-        """Settle, every RECOVERY_INTERVAL, replies whose writer died (0: never)."""
+        """Settle, every RECOVERY_INTERVAL, replies whose writer died, and delete the
+        temporary conversations past TEMPORARY_CHAT_TTL (0: never)."""
         interval = float(settings.RECOVERY_INTERVAL)
         if interval > 0 and (self.sweeper is None or self.sweeper.done()):
             self.sweeper = self.spawn(self._sweep(interval))
 
     async def _sweep(self, interval: float) -> None:
+        temporary_due = self.loop.time()
         while True:
             try:
                 await self.settle_abandoned()
             except Exception as exc:
                 logger.warning("the interrupted-reply sweep failed: %s", exc)
+            if self.loop.time() >= temporary_due:
+                every = min(TEMPORARY_SWEEP_EVERY, float(settings.TEMPORARY_CHAT_TTL))
+                temporary_due = self.loop.time() + every
+                try:
+                    await self.delete_expired_temporary()
+                except Exception as exc:
+                    logger.warning("the temporary-conversation sweep failed: %s", exc)
             _record_pool_use()
             await asyncio.sleep(interval)
+
+    async def delete_expired_temporary(self) -> int:
+        """Delete temporary conversations past TEMPORARY_CHAT_TTL, a batch at most; return
+        how many. Their watchers, here and elsewhere, are told (the deletion's signal)."""
+        return await db.run(services.conversations_delete_expired_temporary)
 
     async def settle_abandoned(self, *, session: str | None = None) -> int:
         """End as interrupted the replies whose writer died (of one conversation, or all).

@@ -30,3 +30,9 @@ _MARKUP = re.compile(r"[*_`#>~]+|\[([^\]]*)\]\([^)]*\)")
 def plain_preview(text: str) -> str:
     """Strip the Markdown punctuation from a preview so the sidebar reads as prose."""
     return " ".join(_MARKUP.sub(lambda m: m.group(1) or "", text or "").split())
+
+
+@register.filter
+def holds(sessions, session_id: str) -> bool:
+    """Whether one of ``sessions`` is the conversation ``session_id`` (a string id)."""
+    return bool(session_id) and any(str(session.pk) == session_id for session in sessions)

@@ -19,7 +19,7 @@
   }
 
   function closeMenus(except) {
-    document.querySelectorAll("details.item-menu[open]").forEach(function (menu) {
+    document.querySelectorAll("details.item-menu[open], details.share-menu[open]").forEach(function (menu) {
       if (menu !== except) menu.removeAttribute("open");
     });
   }
@@ -35,7 +35,7 @@
       setDrawer(false);
       return;
     }
-    closeMenus(target.closest("details.item-menu"));
+    closeMenus(target.closest("details.item-menu, details.share-menu"));
     // Picking a menu action closes the menu; the htmx request goes on.
     if (target.closest("details.item-menu .menu button")) {
       target.closest("details.item-menu").removeAttribute("open");
@@ -118,7 +118,12 @@
       cancelForm(target.form, "[data-rename-cancel]");
       return;
     }
-    if (document.querySelector("details.item-menu[open]")) {
+    const folderForm = target && target.closest(".folder-form");
+    if (folderForm) {
+      cancelForm(folderForm, "[data-folder-cancel]");
+      return;
+    }
+    if (document.querySelector("details.item-menu[open], details.share-menu[open]")) {
       closeMenus(null);
       return;
     }
@@ -232,6 +237,7 @@
       if (Math.abs(groups.scrollTop - sidebarScroll) < 2) sidebarScroll = null;
     }
     markCurrent(groups);
+    restoreFolders(groups);
   });
 
   // After rename, pin, archive or delete the focus goes back to the composer (in the
@@ -383,5 +389,100 @@
       input.focus();
       input.select();
     }
+  });
+
+  // The "Move to folder" form opened (or back with its error): its choice has the focus;
+  // cancelled, the item's Actions button has it.
+  let pendingFolder = null;
+
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const source = event.detail.elt;
+    if (!(source instanceof Element)) return;
+    if (source.matches("[data-folder-open], [data-folder-cancel]") || source.closest(".folder-form")) {
+      const item = source.closest(".session-item");
+      pendingFolder = item ? item.dataset.sessionId : null;
+    }
+  });
+
+  document.addEventListener("htmx:afterSettle", function () {
+    if (!pendingFolder) return;
+    const item = document.getElementById("s-" + pendingFolder);
+    pendingFolder = null;
+    if (!item) return;
+    // Moved into a folder: it opens, so the conversation is seen where it went.
+    const folder = item.closest("details.folder");
+    if (folder && !folder.open) folder.open = true;
+    const focus = item.querySelector("[data-folder-input]") || item.querySelector(".item-menu summary");
+    if (focus) focus.focus();
+  });
+
+  // ---------- Folders: the ones opened stay open, across refreshes and pages ----------
+
+  const OPEN_FOLDERS = "parlor:open-folders";
+
+  function openFolders() {
+    try {
+      return JSON.parse(window.sessionStorage.getItem(OPEN_FOLDERS) || "[]");
+    } catch (error) {
+      return [];
+    }
+  }
+
+  function restoreFolders(root) {
+    const open = openFolders();
+    root.querySelectorAll("details.folder").forEach(function (folder) {
+      const group = folder.closest("[data-group]");
+      if (group && open.indexOf(group.dataset.group) >= 0) folder.open = true;
+    });
+  }
+
+  // "toggle" does not bubble: listened to on its way down.
+  document.addEventListener(
+    "toggle",
+    function (event) {
+      const folder = event.target;
+      if (!(folder instanceof HTMLDetailsElement) || !folder.classList.contains("folder")) return;
+      const group = folder.closest("[data-group]");
+      if (!group) return;
+      const open = openFolders().filter(function (key) {
+        return key !== group.dataset.group;
+      });
+      if (folder.open) open.push(group.dataset.group);
+      try {
+        window.sessionStorage.setItem(OPEN_FOLDERS, JSON.stringify(open));
+      } catch (error) {
+        // Storage refused (private mode): folders just start closed.
+      }
+    },
+    true
+  );
+
+  restoreFolders(document);
+
+  // ---------- Copying a value shown once (a new share link) ----------
+
+  // Copy a field's value; the button says so for a moment. Plain HTTP on another host has
+  // no Clipboard API: the value is selected for Ctrl+C instead.
+  function copyValue(field, button) {
+    const done = function () {
+      const label = button.textContent;
+      button.textContent = "Copied";
+      window.setTimeout(function () {
+        button.textContent = label;
+      }, 1500);
+    };
+    field.select();
+    if (navigator.clipboard && window.isSecureContext) {
+      navigator.clipboard.writeText(field.value).then(done, function () {});
+    } else if (document.execCommand("copy")) {
+      done();
+    }
+  }
+  window.ParlorCopy = copyValue;
+
+  document.addEventListener("click", function (event) {
+    const button = event.target instanceof Element ? event.target.closest("[data-copy-share]") : null;
+    const field = button && document.getElementById(button.dataset.copyShare);
+    if (field) copyValue(field, button);
   });
 })();

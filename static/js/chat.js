@@ -26,6 +26,9 @@
   const counter = document.getElementById("composer-count");
   const notice = document.getElementById("connection");
   const jump = document.getElementById("jump-latest");
+  const temporaryToggle = document.querySelector("[data-temporary-toggle]");
+  const temporaryBanner = document.querySelector("[data-temporary-banner]");
+  const shareMenu = document.querySelector("[data-share-menu]");
   const Markdown = window.ParlorMarkdown;
 
   const RETRY_BASE_MS = 500;
@@ -37,6 +40,9 @@
   const SIGNED_OUT_PROBLEM = "You are signed out: sign in again to send this message. It is kept here.";
   // As chat/templates/chat/partials/_message.html says it after a reload.
   const INTERRUPTED = "The reply was interrupted: the server restarted before it finished.";
+  // The thumbs of a reply's rating (Feather icons, as _message_actions.html draws them).
+  const THUMB_UP = "M14 9V5a3 3 0 0 0-3-3l-4 9v11h11.28a2 2 0 0 0 2-1.7l1.38-9a2 2 0 0 0-2-2.3zM7 22H4a2 2 0 0 1-2-2v-7a2 2 0 0 1 2-2h3";
+  const THUMB_DOWN = "M10 15v4a3 3 0 0 0 3 3l4-9V2H5.72a2 2 0 0 0-2 1.7l-1.38 9a2 2 0 0 0 2 2.3zm7-13h2.67A2.31 2.31 0 0 1 22 4v7a2.31 2.31 0 0 1-2.33 2H17";
 
   const state = {
     session: pane.dataset.session || "",
@@ -526,10 +532,10 @@
 
   // Refresh the sidebar soon (several reasons at once make one request), if the
   // connection is up: when it comes back, it is refreshed anyway. While the person is
-  // using it (an item's menu open, a rename or tags form), the refresh waits: swapping
-  // the list would close the menu or lose the form under their hands.
+  // using it (an item's menu open, a rename, tags or folder form), the refresh waits:
+  // swapping the list would close the menu or lose the form under their hands.
   let sidebarTimer = 0;
-  const SIDEBAR_BUSY = ".renaming, .tagging, details.item-menu[open]";
+  const SIDEBAR_BUSY = ".renaming, .tagging, .filing, details.item-menu[open]";
 
   function refreshSidebar(delay) {
     window.clearTimeout(sidebarTimer);
@@ -636,8 +642,58 @@
       // The conversation now exists: give it its address without reloading.
       history.replaceState(null, "", state.urlBase + event.session);
       refreshSidebar();
+      conversationStarted(event.session, Boolean(outgoing && outgoing.frame.temporary));
+      llmPickerStored(event.session);
     }
     refreshNotice();
+  }
+
+  // ---------- Temporary chats and the Share menu ----------
+
+  // A new chat's toggle: its first message makes the conversation a temporary one (never
+  // listed, never the active one, deleted after TEMPORARY_CHAT_TTL). The banner says so.
+  // (The toggle is described by the banner: a screen reader reads it on the toggle too.)
+  if (temporaryToggle && temporaryBanner) {
+    temporaryToggle.addEventListener("change", function () {
+      temporaryBanner.hidden = !temporaryToggle.checked;
+      const keptNote = document.querySelector("[data-kept-note]");
+      if (keptNote) keptNote.hidden = temporaryToggle.checked;
+    });
+  }
+
+  // The first message created the conversation: the toggle has done its job; a kept
+  // conversation can now be shared (its panel loads when the menu opens).
+  function conversationStarted(sessionId, temporary) {
+    if (temporaryToggle) temporaryToggle.closest("label").remove();
+    if (temporary || !shareMenu) {
+      if (shareMenu) shareMenu.remove();
+      return;
+    }
+    const panel = shareMenu.querySelector("[data-share-panel]");
+    panel.setAttribute("hx-get", "/c/" + sessionId + "/share");
+    panel.setAttribute("hx-trigger", "toggle from:closest details");
+    panel.setAttribute("hx-swap", "outerHTML");
+    if (window.htmx) window.htmx.process(panel);
+    shareMenu.hidden = false;
+  }
+
+  // ---------- The LLM picker (chat header) ----------
+
+  // A new chat's choice goes with its first message, when it is not what the
+  // conversation gets anyway (its model's LLM, or the default one).
+  function llmChoice() {
+    const select = document.getElementById("llm-select");
+    return select && select.value !== select.dataset.initial ? select.value : "";
+  }
+
+  // Once the conversation exists, a change of the picker is saved at once (htmx: 204).
+  function llmPickerStored(sessionId) {
+    const picker = document.getElementById("llm-picker");
+    if (!picker) return;
+    const url = "/c/" + sessionId + "/llm";
+    picker.setAttribute("action", url);
+    picker.setAttribute("hx-post", url);
+    if (window.htmx) window.htmx.process(picker);
   }
 
   // A subscribe replays the conversation's last reply; one already shown finished
@@ -870,6 +926,9 @@
         if (state.ephemeral) {
           if (state.model) frame.model = Number(state.model);
           if (state.run) frame.run = Number(state.run);
+          if (temporaryToggle && temporaryToggle.checked) frame.temporary = true;
+          const chosenLlm = llmChoice();
+          if (chosenLlm) frame.llm = chosenLlm;
         }
       }
       mine = makeBubble("user");
@@ -1168,6 +1227,24 @@
     return button;
   }
 
+  // The thumbs' icon (as the server's template draws it).
+  function thumbIcon(path) {
+    const NS = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(NS, "svg");
+    const attributes = {
+      class: "icon-thumb", viewBox: "0 0 24 24", width: "14", height: "14", fill: "none",
+      stroke: "currentColor", "stroke-width": "2", "stroke-linecap": "round",
+      "stroke-linejoin": "round", "aria-hidden": "true", focusable: "false",
+    };
+    Object.keys(attributes).forEach(function (name) {
+      svg.setAttribute(name, attributes[name]);
+    });
+    const line = document.createElementNS(NS, "path");
+    line.setAttribute("d", path);
+    svg.appendChild(line);
+    return svg;
+  }
+
   // The actions of a message shown before a reload (the server renders the same ones:
   // chat/templates/chat/partials/_message_actions.html).
   function addActions(bubble) {
@@ -1179,12 +1256,9 @@
     } else {
       bar.append(actionButton("Copy", "Copy reply", "data-copy"), actionButton("Regenerate", "Regenerate reply", "data-regenerate"));
       const url = "/c/" + state.session + "/messages/" + bubble.dataset.messageId + "/feedback";
-      [["up", "Good reply", "\uD83D\uDC4D"], ["down", "Bad reply", "\uD83D\uDC4E"]].forEach(function (rate) {
+      [["up", "Good reply", THUMB_UP], ["down", "Bad reply", THUMB_DOWN]].forEach(function (rate) {
         const button = actionButton("", rate[1], "data-rate", rate[0]);
-        const icon = document.createElement("span");
-        icon.setAttribute("aria-hidden", "true");
-        icon.textContent = rate[2];
-        button.appendChild(icon);
+        button.appendChild(thumbIcon(rate[2]));
         button.title = rate[1];
         button.setAttribute("aria-pressed", "false");
         button.setAttribute("hx-post", url);

@@ -22,6 +22,10 @@ from chat.api.schema import PATH as STREAM_PATH
 from tests.factories import MessageFactory
 
 EXAMPLES_PER_OPERATION = 10
+# Reads that take no input have no 400 to document.
+UNREFUSED_READS = {("/api/models/", "get"), ("/api/me/", "get"), ("/api/tokens/", "get")}
+UNREFUSED_READS |= {("/api/shares/", "get"), ("/api/folders/", "get")}
+UNREFUSED_READS |= {("/api/llms/", "get")}
 
 
 @pytest.mark.django_db
@@ -44,17 +48,27 @@ def test_schema_and_docs_are_served():
         "/api/messages/{message_id}/regenerate/",
         "/api/messages/{message_id}/feedback/",
         "/api/sessions/import/",
+        "/api/import/chatgpt/",
         "/api/sessions/delete-all/",
         "/api/models/",
         "/api/models/{model_id}/",
         "/api/models/{model_id}/runs/",
         "/api/runs/{run_id}/",
+        "/api/me/",
+        "/api/tokens/",
+        "/api/tokens/{token_id}/",
+        "/api/sessions/{session_id}/share/",
+        "/api/shares/",
+        "/api/folders/",
+        "/api/folders/{folder_id}/",
+        "/api/llms/",
+        "/api/usage/",
     ]:
         assert path in paths
     for path, operations in paths.items():
         for method, operation in operations.items():
             assert "401" in operation["responses"] or path == "/api/auth/token/", (path, method)
-            if path != "/api/models/" or method != "get":
+            if (path, method) not in UNREFUSED_READS:
                 assert "400" in operation["responses"], (path, method)
     docs = client.get("/api/docs/")
     assert docs.status_code == 200
@@ -67,16 +81,22 @@ def test_schema_and_docs_are_served():
 def test_api_conforms_to_its_schema(user, model, run):
     from chat import streaming
 
-    raw, _ = token_issue(user=user)
+    # A token of the user's that is not the one making the calls, which a generated
+    # DELETE /api/tokens/{token_id}/ must not revoke (the next operations would be 401s).
+    _, spare_token = token_issue(user=user, name="spare")
+    raw, calling_token = token_issue(user=user)
     session, _ = services.conversation_start(user=user)
     message = MessageFactory(session=session)
     services.conversation_start(user=user, run_id=run.pk)
+    folder = services.folder_create(user=user, name="Fuzzed")
     # Random ids only ever reach 404; half the examples use ids that exist instead.
     known = {
         "session_id": str(session.pk),
         "message_id": message.pk,
         "model_id": model.pk,
         "run_id": run.pk,
+        "token_id": spare_token.pk,
+        "folder_id": folder.pk,
     }
     known_query = {"model": model.pk, "run": run.pk}
     auth = {"Authorization": f"Bearer {raw}"}
@@ -106,6 +126,8 @@ def test_api_conforms_to_its_schema(user, model, run):
                     case.path_parameters[name] = known[name]
                 for name in set(case.query or {}) & set(known_query):
                     case.query[name] = known_query[name]
+            if (case.path_parameters or {}).get("token_id") == calling_token.pk:
+                case.path_parameters["token_id"] = spare_token.pk
             case.call_and_validate(headers=auth, checks=checks)
 
         try:

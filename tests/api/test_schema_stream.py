@@ -113,7 +113,16 @@ def test_the_schema_documents_the_stream_request_auth_and_responses():
     assert edit["properties"]["edit"]["type"] == "integer"
     request = send
     properties = request["properties"]
-    assert set(properties) == {"message", "session", "model", "run", "client_id"}
+    assert set(properties) == {
+        "message",
+        "session",
+        "model",
+        "run",
+        "client_id",
+        "llm",
+        "temporary",
+    }
+    assert properties["temporary"]["type"] == "boolean"
     assert request["required"] == ["message"]
     assert properties["message"]["type"] == "string" and properties["message"]["maxLength"]
     assert (properties["session"]["type"], properties["session"]["format"]) == ("string", "uuid")

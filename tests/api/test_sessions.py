@@ -27,6 +27,9 @@ LIST_FIELDS = {
     "message_count",
     "preview",
     "tags",
+    "llm",
+    "folder",
+    "temporary",
     "snippet",
 }
 

@@ -409,3 +409,35 @@ def test_the_page_switches_versions_and_rates_replies(user, other_user, client_f
     assert client_for(other_user).post(feedback, {"rating": "up"}).status_code == 404
     web.post(feedback, {"rating": ""}, **HTMX)
     assert not first.assistant_message.feedback.exists()
+
+
+@pytest.mark.django_db
+def test_the_rolling_summary_reads_the_current_path_only(user, settings):
+    from chat import prompting
+
+    settings.SUMMARY_THRESHOLD, settings.CONTEXT_MESSAGES, settings.SUMMARY_EVERY = 4, 2, 1
+    session = start(user)
+    turns = []
+    for number in range(4):
+        reply = services.reply_start(user=user, content=f"question {number}", session_id=session.pk)
+        services.reply_finish(
+            message_id=reply.assistant_message.pk, status="complete", content=f"answer {number}"
+        )
+        turns.append(reply)
+    # A new version of the second question, then two more turns on it.
+    edited = services.reply_edit(
+        user=user, message_id=turns[1].user_message.pk, content="question 1, again"
+    )
+    services.reply_finish(
+        message_id=edited.assistant_message.pk, status="complete", content="answer 1, again"
+    )
+    for number in (5, 6):
+        reply = services.reply_start(user=user, content=f"question {number}", session_id=session.pk)
+        services.reply_finish(
+            message_id=reply.assistant_message.pk, status="complete", content=f"answer {number}"
+        )
+    job = prompting.summary_job(session_id=session.pk, force=True)
+    text = job.messages[-1]["content"]
+    assert "question 0" in text and "question 1, again" in text
+    assert "question 2" not in text and "question 3" not in text
+    assert "question 1\n" not in text + "\n"

@@ -1,8 +1,10 @@
-"""Delete conversations that never received a message and are older than a given age."""
+"""Delete conversations that never received a message and are older than a given age, and
+the temporary conversations past TEMPORARY_CHAT_TTL."""
 
 import re
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from chat import services
@@ -24,7 +26,10 @@ def parse_age(value: str) -> timedelta:
 
 
 class Command(BaseCommand):
-    help = "Delete conversations without messages older than --older-than (default 24h)."
+    help = (
+        "Delete conversations without messages older than --older-than (default 24h), and "
+        "temporary conversations past TEMPORARY_CHAT_TTL."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument(
@@ -44,3 +49,9 @@ class Command(BaseCommand):
             )
         else:
             self.stdout.write(f"Deleted {count} empty conversation(s) older than {older_than}.")
+        ttl = settings.TEMPORARY_CHAT_TTL
+        expired = services.conversations_delete_expired_temporary(dry_run=dry_run, limit=None)
+        verb = "Would delete" if dry_run else "Deleted"
+        self.stdout.write(
+            f"{verb} {expired} temporary conversation(s) past TEMPORARY_CHAT_TTL ({ttl} s)."
+        )
