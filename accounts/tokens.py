@@ -26,10 +26,14 @@ MAX_TOKEN_CHARS = 200
 LAST_USED_EVERY = timedelta(seconds=60)
 _TOKEN = ApiToken._meta.db_table
 _TOKEN_USER = (
-    "SELECT u.id, t.id, (t.last_used_at IS NULL OR t.last_used_at < %s), u.quota_tokens_per_day"
+    "SELECT u.id, t.id, (t.last_used_at IS NULL OR t.last_used_at < %s),"
+    " u.about_me, u.response_style, u.default_llm, u.quota_tokens_per_day"
     f" FROM {_TOKEN} t JOIN {User._meta.db_table} u"
     " ON u.id = t.user_id WHERE t.digest = %s AND t.expires_at > %s AND u.is_active"
 )
+# The user's fields _TOKEN_USER reads, after the ids: in the model's field order, which
+# Model.from_db reads its values in.
+_USER_SETTINGS = ("about_me", "response_style", "default_llm", "quota_tokens_per_day")
 # Conditional, so two requests that both saw a stale time write it once between them.
 _TOKEN_USED = (
     f"UPDATE {_TOKEN} SET last_used_at = %s"
@@ -82,8 +86,9 @@ def token_user(raw: str) -> User | None:
         return None
     # Every API call and every streamed reply asks this: plain statements (the ORM would
     # take ten times their CPU building them). The user comes back with only its id
-    # loaded, and its daily token quota, which every send checks (chat.sql.lock_sender);
-    # any other field loads when read.
+    # loaded, its daily token quota, which every send checks (chat.sql.lock_sender), and
+    # what every reply's prompt reads (custom instructions, default LLM); any other
+    # field loads when read.
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     stale_before = adapt(now - LAST_USED_EVERY)
@@ -92,9 +97,11 @@ def token_user(raw: str) -> User | None:
         row = cursor.fetchone()
         if row is None:
             return None
-        user_id, token_id, stale, quota = row
+        user_id, token_id, stale, *settings = row
         if stale:
             cursor.execute(_TOKEN_USED, [adapt(now), token_id, stale_before])
     return User.from_db(
-        connection.alias, ["id", "is_active", "quota_tokens_per_day"], [user_id, True, quota]
+        connection.alias,
+        ["id", "is_active", *_USER_SETTINGS],
+        [user_id, True, *settings],
     )

@@ -911,6 +911,10 @@ def _store_turn(
     conversation's LLM (``ChatSession.effective_llm``).
     """
     session = target.session
+    if session.user_id == user.pk:
+        # The sender is the owner: the reply's prompt reads their custom instructions
+        # from here, not from another query.
+        session.user = user
     if session.detached_label:
         raise ConversationReadOnly()
     if client_id is not None and not created:
