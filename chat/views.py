@@ -320,8 +320,14 @@ def run_new(request, model_id, run_id):
 def older_messages(request, session_id):
     """Return the page of messages before ``before`` (scrolling up)."""
     session = selectors.session_get(user=request.user, session_id=session_id)
+    return _message_page(request, session, before=request.GET.get("before"))
+
+
+def _message_page(request, session, *, before=None):
+    """Render a page of the current path's messages (the newest, or those before
+    ``before``) as the chat page shows them, with their versions and ratings."""
     messages, has_more = selectors.message_page(
-        session=session, before_id=request.GET.get("before"), limit=MESSAGE_PAGE
+        session=session, before_id=before, limit=MESSAGE_PAGE
     )
     selectors.message_details(messages, user=request.user)
     return render(
@@ -356,13 +362,7 @@ def session_branch(request, session_id):
     session = services.conversation_branch(
         user=request.user, session_id=session_id, message_id=request.POST.get("message")
     )
-    messages, has_more = selectors.message_page(session=session, limit=MESSAGE_PAGE)
-    selectors.message_details(messages, user=request.user)
-    return render(
-        request,
-        "chat/partials/_message_page.html",
-        {"session": session, "messages": messages, "has_more": has_more},
-    )
+    return _message_page(request, session)
 
 
 @login_required

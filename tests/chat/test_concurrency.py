@@ -155,17 +155,26 @@ def test_a_few_threads_switching_keep_one_active_session_on_any_database():
 
 def send_at_once(*, user, workers, **fields):
     """Call reply_start from ``workers`` threads at the same moment; return what each got."""
+    return at_once(
+        workers,
+        lambda number: services.reply_start(user=user, content="at once", **fields).session.pk,
+    )
+
+
+def at_once(workers, call):
+    """Run ``call(number)`` in ``workers`` threads, each on its own database connection, at
+    the same moment; return ("sent", its result), ("busy", None) for a refused second
+    generation, or ("failed", repr) for anything else the caller would see."""
     from chat.exceptions import GenerationInProgress
 
     barrier = threading.Barrier(workers)
     outcomes = []
 
-    def work():
+    def work(number):
         try:
             connection.ensure_connection()  # connected before the start, so they overlap
             barrier.wait(timeout=30)
-            reply = services.reply_start(user=user, content="at once", **fields)
-            outcomes.append(("sent", reply.session.pk))
+            outcomes.append(("sent", call(number)))
         except GenerationInProgress:
             outcomes.append(("busy", None))
         except Exception as exc:  # anything else the caller would see
@@ -173,7 +182,9 @@ def send_at_once(*, user, workers, **fields):
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    threads = [
+        threading.Thread(target=work, args=(number,), daemon=True) for number in range(workers)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

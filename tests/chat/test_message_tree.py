@@ -2,19 +2,17 @@
 is sent. Through the REST API and the services, with the development LLM over real HTTP.
 """
 
-import threading
 import time
 
 import pytest
-from django.db import connection
 
 from chat import exports, selectors, services, streaming
-from chat.exceptions import GenerationInProgress
 from chat.models import ChatSession, Message
 from tests.api.conftest import assert_error, bearer_client
 from tests.factories import UserFactory
 
 from .conftest import start
+from .test_concurrency import at_once
 
 
 def settle(message_id: int, timeout: float = 20.0) -> Message:
@@ -339,33 +337,16 @@ def test_concurrent_edits_and_regenerations_start_exactly_one_generation():
     first = services.reply_start(user=user, content="question", session_id=session.pk)
     services.reply_finish(message_id=first.assistant_message.pk, status="complete", content="a")
     workers = 10
-    barrier = threading.Barrier(workers)
-    outcomes = []
 
     def work(number):
-        try:
-            connection.ensure_connection()
-            barrier.wait(timeout=30)
-            if number % 2:
-                services.reply_regenerate(user=user, message_id=first.assistant_message.pk)
-            else:
-                services.reply_edit(
-                    user=user, message_id=first.user_message.pk, content=f"edit {number}"
-                )
-            outcomes.append("started")
-        except GenerationInProgress:
-            outcomes.append("busy")
-        except Exception as exc:  # anything else the caller would see
-            outcomes.append(repr(exc))
-        finally:
-            connection.close()
+        if number % 2:
+            return services.reply_regenerate(user=user, message_id=first.assistant_message.pk)
+        return services.reply_edit(
+            user=user, message_id=first.user_message.pk, content=f"edit {number}"
+        )
 
-    threads = [threading.Thread(target=work, args=(n,), daemon=True) for n in range(workers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(outcomes) == ["busy"] * (workers - 1) + ["started"]
+    outcomes = [kind for kind, _ in at_once(workers, work)]
+    assert sorted(outcomes) == ["busy"] * (workers - 1) + ["sent"]
     assert Message.objects.filter(session=session, status="streaming").count() == 1
     # One path still: root to the new leaf, nothing else on it.
     on_path = list(
