@@ -40,6 +40,7 @@ SESSION_FIELDS = (
     "message_count",
     "llm",
     "temporary",
+    "operators_present",
 )
 # SQLite answers booleans as 0 and 1.
 _BOOLEAN_FIELDS = tuple(
@@ -447,22 +448,25 @@ def renew(*, message_ids: list[int], at: datetime) -> None:
 
 def recent_messages(
     *, session_id: uuid.UUID, exclude_id: int, after_id: int | None, limit: int
-) -> list[tuple[str, str]]:
-    """Return (role, content) of the current path's user and assistant messages, newest first.
+) -> list[tuple[str, str, str]]:
+    """Return (role, content, author_name) of the current path's user, assistant and
+    operator messages, newest first.
 
     Empty assistant messages (placeholders, failed replies with no text) are left out;
     with ``after_id`` only messages after it. Reads the path's index
     backwards, at most ``limit`` rows.
     """
     sql = (
-        f"SELECT role, content FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
-        " AND role IN (%s, %s) AND id <> %s AND NOT (role = %s AND content = '')"
+        f"SELECT role, content, author_name FROM {MESSAGE} WHERE session_id = %s"
+        " AND on_path = %s AND role IN (%s, %s, %s) AND id <> %s"
+        " AND NOT (role = %s AND content = '')"
     )
     params = [
         _uuid_param(session_id),
         True,
         Message.Role.USER,
         Message.Role.ASSISTANT,
+        Message.Role.OPERATOR,
         exclude_id,
         Message.Role.ASSISTANT,
     ]
