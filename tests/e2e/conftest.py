@@ -259,13 +259,38 @@ def browser(chromium):
 
 @pytest.fixture(autouse=True)
 def _e2e_database(monkeypatch, transactional_db):
-    """Commit for real (the server is another process) and empty the database afterwards.
+    """Commit for real (the server is another process) and empty the database afterwards,
+    once the server has finished what it was writing.
 
     Playwright's sync API keeps an event loop current in this thread, which Django takes
     for async code; the test itself never touches the ORM while a page is open. The
     variable is set before ``transactional_db`` and so still set when it flushes.
     """
     monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    yield
+    _wait_until_the_server_is_done_with_the_database()
+
+
+# The server may still be writing when a test ends (a title job, a request the closed page
+# had sent): a flush (TRUNCATE of every table) that started meanwhile could deadlock with
+# that transaction on PostgreSQL. Its work takes milliseconds; the wait is bounded.
+QUIET_TIMEOUT = 5.0
+
+
+def _wait_until_the_server_is_done_with_the_database() -> None:
+    if connection.vendor != "postgresql":
+        return  # SQLite: the server has a database file of its own
+    deadline = time.monotonic() + QUIET_TIMEOUT
+    with connection.cursor() as cursor:
+        while time.monotonic() < deadline:
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                " AND pid <> pg_backend_pid()"
+                " AND state IN ('active', 'idle in transaction')"
+            )
+            if cursor.fetchone()[0] == 0:
+                return
+            time.sleep(0.05)
 
 
 class Page:
