@@ -769,7 +769,8 @@ def reply_start(
     (``usage.check_quota``).
 
     One short transaction: the user lock (which serialises every send and context switch
-    of ``user``), the session with its streaming reply, two inserts and one update.
+    of ``user``), the session with its streaming reply and current leaf, two inserts and
+    one update (on PostgreSQL two round trips: ``sql.lock_and_read``, ``sql.insert_turn``).
     The caller starts the generation once this returns (the transaction has committed).
     """
     content = check_message_content(content)
@@ -781,9 +782,18 @@ def reply_start(
     model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     lease_cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
     with transaction.atomic():
-        own_quota = sql.lock_sender(user)
+        if session_id is None and temporary:
+            own_quota, target = sql.lock_sender(user), None
+        else:
+            # The conversation named, else the context's active one.
+            own_quota, target = sql.lock_and_read(
+                user,
+                session_id=session_id,
+                model_id=model_pk,
+                run_id=run_pk,
+                lease_cutoff=lease_cutoff,
+            )
         if session_id is not None:
-            target = sql.session_by_id(session_id, lease_cutoff=lease_cutoff)
             if target is not None and target.session.user_id != user.pk:
                 raise ConversationNotFound()
             if target is not None and (
@@ -793,12 +803,6 @@ def reply_start(
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
                 )
-        elif temporary:
-            target = None
-        else:
-            target = sql.session_active(
-                user_id=user.pk, model_id=model_pk, run_id=run_pk, lease_cutoff=lease_cutoff
-            )
         created = target is None
         if created:
             session = _create_session(
@@ -957,42 +961,28 @@ def _store_turn(
     answering = session.effective_llm
     now = timezone.now()
     replied_at = now + timedelta(microseconds=1)
-    if question is None:
-        user_message = sql.insert_message(
-            session_id=session.pk,
-            role=Message.Role.USER,
-            content=content,
-            status=Message.Status.COMPLETE,
-            client_id=client_id,
-            parent_id=edited.parent_id if edited else None,
-            after_leaf=edited is None,
-            at=now,
-        )
-    else:
-        user_message = question
-    assistant_message = sql.insert_message(
-        session_id=session.pk,
-        role=Message.Role.ASSISTANT,
-        content="",
-        status=Message.Status.STREAMING,
-        llm=answering,
-        parent_id=user_message.pk,
-        at=replied_at,
-        written_at=now,
-    )
     added = 1 if question is not None else 2
-    title = None if session.title else provisional_title(user_message.content)
-    preview = _preview(user_message.content)
-    sql.session_after_send(
+    asked = question.content if question is not None else content
+    title = None if session.title else provisional_title(asked)
+    preview = _preview(asked)
+    if question is not None:
+        parent_id = question.pk
+    else:
+        parent_id = edited.parent_id if edited else target.leaf_id
+    user_message, assistant_message = sql.insert_turn(
         session_id=session.pk,
-        added=added,
-        at=replied_at,
-        written_at=now,
+        question=content if question is None else None,
+        client_id=client_id,
+        parent_id=parent_id,
+        reply_llm=answering,
+        at=now,
+        replied_at=replied_at,
         preview=preview,
         title=title,
         activate=activate,
         llm=chosen,
     )
+    user_message = user_message or question
     session.message_count += added
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
@@ -1122,7 +1112,8 @@ def reply_finish(
 
     ``content=None`` keeps the text saved so far. The conversation's token totals, its
     last LLM and its preview follow the reply, and its tokens are added to the owner's
-    usage of today (UTC) with its LLM (chat.usage): one upsert in the same transaction.
+    usage of today (UTC) with its LLM (chat.usage), atomically: on PostgreSQL one
+    statement, with no transaction of its own (``sql.finish_reply``).
     """
     if status == Message.Status.STREAMING:
         raise ValueError("a finished reply cannot be streaming")
@@ -1133,24 +1124,19 @@ def reply_finish(
         fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     if tools_used is not None:
         fields["tools_used"] = tools_used
+    finish = functools.partial(
+        sql.finish_reply,
+        message_id=message_id,
+        fields=fields,
+        prompt_tokens=prompt_tokens or 0,
+        completion_tokens=completion_tokens or 0,
+        preview=_preview(content) if content else None,
+        day=usage.today(),
+    )
+    if sql.finish_is_one_statement():
+        return finish()
     with transaction.atomic():
-        if not sql.finish_message(message_id=message_id, fields=fields):
-            return False
-        if prompt_tokens or completion_tokens or content:
-            sql.session_after_finish(
-                message_id=message_id,
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens or 0,
-                preview=_preview(content) if content else None,
-            )
-        if prompt_tokens or completion_tokens:
-            sql.add_usage(
-                message_id=message_id,
-                day=usage.today(),
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens or 0,
-            )
-    return True
+        return finish()
 
 
 def reply_interrupt(*, message_id: int) -> bool:
