@@ -254,10 +254,6 @@ def _create_session(
 
     Its LLM is ``llm`` (checked by the caller), else ``_default_llm``'s.
     """
-    if not temporary:
-        _deactivate_context(
-            user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
-        )
     session = sql.insert_session(
         session_id=session_id or uuid.uuid4(),
         user_id=user.pk,
@@ -267,6 +263,7 @@ def _create_session(
         at=timezone.now(),
         temporary=temporary,
         llm=llm or _default_llm(user=user, model=model),
+        deactivate=not temporary,
     )
     # The model and run were read to resolve the context: no query to read them again.
     session.user, session.model, session.run = user, model, run

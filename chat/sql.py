@@ -207,15 +207,21 @@ def _in_context(alias: str, user_id: int, model_id, run_id) -> tuple[str, list]:
     return " AND ".join(parts), params
 
 
-def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
-    """Make no conversation of a context active (but ``keep_id``)."""
+def _deactivation(*, user_id: int, model_id, run_id, keep_id=None) -> tuple[str, list]:
     condition, params = _in_context(SESSION, user_id, model_id, run_id)
     sql = f"UPDATE {SESSION} SET is_active = %s WHERE {condition} AND is_active"
     if keep_id is not None:
         sql += " AND id <> %s"
         params.append(_uuid_param(keep_id))
+    return sql, [False, *params]
+
+
+def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
+    """Make no conversation of a context active (but ``keep_id``)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [False, *params])
+        cursor.execute(
+            *_deactivation(user_id=user_id, model_id=model_id, run_id=run_id, keep_id=keep_id)
+        )
 
 
 def insert_session(
@@ -228,18 +234,27 @@ def insert_session(
     at: datetime,
     llm: str = "",
     temporary: bool = False,
+    deactivate: bool = False,
 ) -> ChatSession:
     """Insert a new conversation (every column given) and return it: the active one of its
-    context, or an inactive ``temporary`` one.
+    context, or an inactive ``temporary`` one. With ``deactivate``, the context's active
+    one is made inactive first (``deactivate_context``; on PostgreSQL in the same query:
+    two statements, the INSERT after the UPDATE).
 
     A column added to ChatSession without a database default must be added here too:
     every send test fails until it is.
     """
     title_source = ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL
     when = _time_param(at)
+    first, first_params = "", []
+    if deactivate and _one_round_trip():
+        first, first_params = _deactivation(user_id=user_id, model_id=model_id, run_id=run_id)
+        first += "; "
+    elif deactivate:
+        deactivate_context(user_id=user_id, model_id=model_id, run_id=run_id)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
+            f"{first}INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
             " is_active, pinned, archived, detached_label, summary, summary_until_id,"
             " summary_message_count, preview, created_at, updated_at, last_message_at,"
             " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
@@ -247,6 +262,7 @@ def insert_session(
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', NULL, 0, '', %s, %s, NULL,"
             " %s, 0, 0, 0, '', '', %s, %s, NULL)",
             [
+                *first_params,
                 _uuid_param(session_id),
                 user_id,
                 model_id,

@@ -1,6 +1,8 @@
 """The statements of a send and of a reply's end (issue 9, "relay speed"): what each costs
 on PostgreSQL, and that folding them keeps the tree and the counters right."""
 
+import uuid
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -140,3 +142,23 @@ def test_a_reply_with_text_and_no_tokens_sets_the_preview_only(user):
     assert not UsageDay.objects.exists()
     stored = Message.objects.get(pk=reply.assistant_message.pk)
     assert (stored.status, stored.content) == ("complete", "Hello there.")
+
+
+@pytest.mark.django_db
+def test_a_send_that_starts_a_conversation_makes_it_the_one_active_one(user):
+    old = services.reply_start(user=user, content="one").session
+    with CaptureQueriesContext(connection) as captured:
+        new = services.reply_start(user=user, content="two", session_id=uuid.uuid4()).session
+    assert new.pk != old.pk and new.is_active
+    active = ChatSession.objects.filter(user=user, is_active=True)
+    assert list(active.values_list("pk", flat=True)) == [new.pk]
+    if connection.vendor == "postgresql":
+        # The deactivation and the INSERT in one query; then the turn in one statement.
+        statements = [
+            query["sql"]
+            for query in captured.captured_queries
+            if "SAVEPOINT" not in query["sql"]  # the test's transaction
+        ]
+        sessions = [sql for sql in statements if f"INSERT INTO {ChatSession._meta.db_table}" in sql]
+        assert len(sessions) == 1 and sessions[0].startswith("UPDATE")
+        assert len(statements) == 3, statements
