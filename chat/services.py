@@ -31,7 +31,7 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from models_app.models import Model, Run
 
-from . import metrics, selectors, signals, sql, usage
+from . import metrics, prompting, selectors, signals, sql, usage
 from .exceptions import (
     ConversationNotFound,
     ConversationReadOnly,
@@ -734,6 +734,8 @@ class Reply:
     first_message: bool
     # Replies abandoned by a dead writer that this send ended as interrupted.
     interrupted: tuple[int, ...] = ()
+    # The messages the reply's context reads, when the send read them (prompting).
+    recent: list[tuple[str, str]] | None = None
 
 
 @_retry_on_conflict
@@ -966,7 +968,7 @@ def _store_turn(
         parent_id = question.pk
     else:
         parent_id = edited.parent_id if edited else target.leaf_id
-    user_message, assistant_message = sql.insert_turn(
+    user_message, assistant_message, recent = sql.insert_turn(
         session_id=session.pk,
         question=content if question is None else None,
         client_id=client_id,
@@ -978,6 +980,8 @@ def _store_turn(
         title=title,
         activate=activate,
         llm=chosen,
+        # The reply's context reads no message when this is the first question.
+        recent=None if first_message else prompting.recent_read(session),
     )
     user_message = user_message or question
     session.message_count += added
@@ -988,7 +992,14 @@ def _store_turn(
     if activate:
         session.is_active, session.archived = True, False
     return Reply(
-        session, user_message, assistant_message, created, False, first_message, interrupted
+        session,
+        user_message,
+        assistant_message,
+        created,
+        False,
+        first_message,
+        interrupted,
+        recent,
     )
 
 

@@ -380,11 +380,13 @@ def insert_turn(
     title: str | None,
     activate: bool,
     llm: str | None = None,
-) -> tuple[Message | None, Message]:
+    recent: tuple[int | None, int] | None = None,
+) -> tuple[Message | None, Message, list[tuple[str, str]] | None]:
     """Insert a turn on the current path and count it on the conversation: the question
     ``question`` (a child of ``parent_id``: the current leaf, or an edited question's
     parent) and a ``streaming`` reply to it; with ``question`` None, only the reply, a
-    child of ``parent_id`` (a regeneration). Return (the question or None, the reply).
+    child of ``parent_id`` (a regeneration). Return (the question or None, the reply,
+    the recent messages or None).
 
     The conversation's counters, times, ``preview``, ``title`` (None: kept), activation
     and LLM (``llm``; None: kept) follow (``_after_send``). The question is written at
@@ -392,6 +394,11 @@ def insert_turn(
     ``at``. On PostgreSQL it is one statement (data-modifying WITH: the reply's INSERT
     reads the question's id from the question's, so its id is drawn after); on SQLite,
     three.
+
+    With ``recent`` (``after_id``, ``limit``), PostgreSQL also returns what
+    ``recent_messages`` would answer once the turn is stored (the reply's placeholder is
+    empty, so left out): a second statement of the same query, with a snapshot of its
+    own that sees the turn. Elsewhere the recent messages are None: read them after.
     """
     added = 1 if question is None else 2
     update, update_params = _after_send(
@@ -422,15 +429,21 @@ def insert_turn(
     def reply_values(parent):
         return values(Message.Role.ASSISTANT, "", STREAMING, reply_llm, None, parent, replied_at)
 
-    question_id = None
+    then, then_params = "", []
+    if joined and recent is not None:
+        then, then_params = _recent(
+            session_id=session_id, exclude_id=None, after_id=recent[0], limit=recent[1]
+        )
+        then = "; " + then
+    question_id = rows = None
     with connection.cursor() as cursor:
         if question is None:
             reply_sql, reply_params = reply_values(parent_id)
             if joined:
                 cursor.execute(
                     f"WITH r AS ({_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id),"
-                    f" u AS ({update}) SELECT id FROM r",
-                    [*reply_params, *update_params],
+                    f" u AS ({update}) SELECT id FROM r{then}",
+                    [*reply_params, *update_params, *then_params],
                 )
             else:
                 cursor.execute(f"{_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id", reply_params)
@@ -445,8 +458,8 @@ def insert_turn(
                 cursor.execute(
                     f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
                     f" r AS ({_INSERT_MESSAGE} SELECT {reply_sql} FROM q RETURNING id),"
-                    f" u AS ({update}) SELECT q.id, r.id FROM q, r",
-                    [*question_params, *reply_params, *update_params],
+                    f" u AS ({update}) SELECT q.id, r.id FROM q, r{then}",
+                    [*question_params, *reply_params, *update_params, *then_params],
                 )
                 question_id, reply_id = cursor.fetchone()
             else:
@@ -459,6 +472,9 @@ def insert_turn(
                 reply_id = cursor.fetchone()[0]
         if not joined:
             cursor.execute(update, update_params)
+        elif then:
+            cursor.nextset()
+            rows = cursor.fetchall()
     asked = None
     if question is not None:
         asked = _message(
@@ -485,7 +501,7 @@ def insert_turn(
         at=replied_at,
         written_at=at,
     )
-    return asked, reply
+    return asked, reply, rows
 
 
 def set_auto_title(*, session_id, title: str) -> bool:
@@ -630,27 +646,23 @@ def renew(*, message_ids: list[int], at: datetime) -> None:
         )
 
 
-def recent_messages(
-    *, session_id: uuid.UUID, exclude_id: int, after_id: int | None, limit: int
-) -> list[tuple[str, str]]:
-    """Return (role, content) of the current path's user and assistant messages, newest first.
-
-    Empty assistant messages (placeholders, failed replies with no text) are left out;
-    with ``after_id`` only messages after it. Reads the path's index
-    backwards, at most ``limit`` rows.
-    """
+def _recent(
+    *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
+) -> tuple[str, list]:
     sql = (
         f"SELECT role, content FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
-        " AND role IN (%s, %s) AND id <> %s AND NOT (role = %s AND content = '')"
+        " AND role IN (%s, %s) AND NOT (role = %s AND content = '')"
     )
     params = [
         _uuid_param(session_id),
         True,
         Message.Role.USER,
         Message.Role.ASSISTANT,
-        exclude_id,
         Message.Role.ASSISTANT,
     ]
+    if exclude_id is not None:
+        sql += " AND id <> %s"
+        params.append(exclude_id)
     if after_id is not None:
         # The bound on created_at makes it a range of the index: the older messages the
         # summary covers are not read at all, however many there are.
@@ -658,8 +670,22 @@ def recent_messages(
         params += [after_id, after_id]
     sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
     params.append(limit)
+    return sql, params
+
+
+def recent_messages(
+    *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
+) -> list[tuple[str, str]]:
+    """Return (role, content) of the current path's user and assistant messages, newest first.
+
+    Empty assistant messages (placeholders, failed replies with no text) are left out,
+    and ``exclude_id``; with ``after_id`` only messages after it. Reads the path's index
+    backwards, at most ``limit`` rows.
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            *_recent(session_id=session_id, exclude_id=exclude_id, after_id=after_id, limit=limit)
+        )
         return cursor.fetchall()
 
 

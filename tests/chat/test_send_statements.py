@@ -8,7 +8,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from accounts.models import User
-from chat import services, usage
+from chat import prompting, services, streaming, usage
 from chat.models import ChatSession, Message, UsageDay
 
 
@@ -162,3 +162,32 @@ def test_a_send_that_starts_a_conversation_makes_it_the_one_active_one(user):
         sessions = [sql for sql in statements if f"INSERT INTO {ChatSession._meta.db_table}" in sql]
         assert len(sessions) == 1 and sessions[0].startswith("UPDATE")
         assert len(statements) == 3, statements
+
+
+@pytest.mark.django_db
+def test_the_context_a_send_reads_with_its_turn_is_the_one_read_after_it(user):
+    """On PostgreSQL the send reads the reply's recent messages in its own query: the
+    same messages as a read once it is stored (after a summary, an edit, a regeneration)."""
+
+    def check(prepared):
+        reply = prepared.reply
+        after = prompting.reply_context(
+            session=ChatSession.objects.get(pk=reply.session.pk),
+            message_id=reply.assistant_message.pk,
+        )
+        assert prepared.context.messages == after.messages
+        assert (reply.recent is not None) == (connection.vendor == "postgresql")
+        answered(reply)
+        return reply
+
+    first = streaming.prepare(user=user, content="one", check_rate=False)
+    assert first.reply.recent is None  # the first question: nothing to read
+    answered(first.reply)
+    session_id = first.reply.session.pk
+    second = check(streaming.prepare(user=user, content="two", session_id=session_id))
+    ChatSession.objects.filter(pk=session_id).update(
+        summary="They said one.", summary_until_id=first.reply.assistant_message.pk
+    )
+    check(streaming.prepare(user=user, content="three", session_id=session_id))
+    edited = check(streaming.prepare(user=user, edit=second.user_message.pk, content="deux"))
+    check(streaming.prepare(user=user, regenerate=edited.assistant_message.pk))
