@@ -166,7 +166,7 @@ def lock_and_read(
     lease_cutoff: datetime,
 ) -> tuple[int | None, SendTarget | None]:
     """``lock_sender``, then ``session_by_id(session_id)`` or, without it, the context's
-    ``session_active``: return (the sender's own quota, the conversation or None).
+    active conversation: return (the sender's own quota, the conversation or None).
 
     On PostgreSQL both go in one round trip: two statements of one query, the read's
     snapshot taken once the lock is held (so it sees every send committed before), as
