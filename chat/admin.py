@@ -6,10 +6,10 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import Count
-from django.http import HttpResponse
+from django.http import HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from . import exports, selectors, services
 from .exceptions import DomainError
@@ -82,6 +82,21 @@ class MessageInline(admin.TabularInline):
         return False
 
 
+class HandoffFilter(admin.SimpleListFilter):
+    title = "person asked for"
+    parameter_name = "handoff"
+
+    def lookups(self, request, model_admin):
+        return [("waiting", "Waiting for an operator"), ("joined", "An operator is in")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "waiting":
+            return queryset.filter(handoff_requested_at__isnull=False, operators_present=0)
+        if self.value() == "joined":
+            return queryset.filter(operators_present__gt=0)
+        return queryset
+
+
 class ChatSessionForm(forms.ModelForm):
     class Meta:
         model = ChatSession
@@ -109,7 +124,7 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "message_count",
         "last_message_at",
     )
-    list_filter = ("is_active", ContextFilter, "user", "archived", TagFilter)
+    list_filter = ("is_active", ContextFilter, HandoffFilter, "user", "archived", TagFilter)
     search_fields = ("title", "user__username")
     list_select_related = ("user", "model", "run__model")
     readonly_fields = (
@@ -135,11 +150,14 @@ class ChatSessionAdmin(admin.ModelAdmin):
         "tags_display",
         "summary",
         "imported_from",
+        "handoff_requested_at",
+        "operators_present",
+        "operators_display",
     )
     fields = ("title", "pinned", "archived", *readonly_fields)
     form = ChatSessionForm
     inlines = [MessageInline]
-    actions = ["make_active", "summarize_now", "export"]
+    actions = ["make_active", "summarize_now", "export", "join_as_operator"]
     ordering = ("-activity_at", "-id")
 
     @admin.display(description="title", ordering="title")
@@ -198,6 +216,40 @@ class ChatSessionAdmin(admin.ModelAdmin):
             f"{done} conversation(s) made active; in each context the last one selected wins.",
             messages.SUCCESS,
         )
+
+    @admin.display(description="operators (joined, left)")
+    def operators_display(self, obj):
+        """Every operator's visits, in order (their acts are in the History page too)."""
+        visits = obj.participants.select_related("user").order_by("joined_at", "pk")
+        lines = [
+            format_html(
+                "{}: {} – {}",
+                visit.user.shown_name,
+                f"{visit.joined_at:%Y-%m-%d %H:%M:%S}",
+                f"{visit.left_at:%Y-%m-%d %H:%M:%S}" if visit.left_at else "in it now",
+            )
+            for visit in visits
+        ]
+        return format_html_join("", "<div>{}</div>", ((line,) for line in lines)) or "—"
+
+    @admin.action(description="Join as an operator (answer in person)")
+    def join_as_operator(self, request, queryset):
+        """Join the one selected conversation and open it as an operator (SPEC 4.6)."""
+        if not selectors.can_operate(request.user):
+            self.message_user(
+                request, "Joining needs the permission to operate conversations.", messages.ERROR
+            )
+            return None
+        if queryset.count() != 1:
+            self.message_user(request, "Select one conversation to join.", messages.WARNING)
+            return None
+        session = queryset.get()
+        try:
+            services.operator_join(user=request.user, session_id=session.pk)
+        except DomainError as exc:
+            self.message_user(request, f"{session}: {exc.message}", messages.WARNING)
+            return None
+        return HttpResponseRedirect(reverse("chat:operator_session", args=[session.pk]))
 
     @admin.action(description="Summarize now")
     def summarize_now(self, request, queryset):
@@ -283,7 +335,16 @@ class FeedbackAdmin(ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "session", "role", "status", "short_content", "llm", "created_at")
+    list_display = (
+        "id",
+        "session",
+        "role",
+        "author_name",
+        "status",
+        "short_content",
+        "llm",
+        "created_at",
+    )
     list_filter = ("role", "status")
     readonly_fields = ("parent", "on_path")
     inlines = [FeedbackInline]

@@ -81,6 +81,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def deliver(self, event: events.Event) -> None:
         if event.kind == "error" and event.body.get("code") == "not_found" and event.session:
             self.sessions.discard(event.session)  # deleted: no further frames for it
+        elif events.left_by(event) == self.user.pk and event.session in self.sessions:
+            # This operator left the conversation: it is no longer theirs to follow.
+            self.sessions.discard(event.session)
+            streaming.Engine.current().unwatch(event.session, self)
         self.outbox.put_nowait(event)
 
     async def _write(self):

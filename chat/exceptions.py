@@ -43,6 +43,21 @@ class GenerationInProgress(DomainError):
     default_message = "A reply is still being written in this conversation."
 
 
+class OperatorPresent(DomainError):
+    status = 409
+    code = "operator_present"
+    default_message = (
+        "A person is answering in this conversation; the assistant is back when they leave."
+    )
+
+
+class ClientIdTaken(DomainError):
+    """A client_id that names another person's message in the conversation (an
+    operator's, or the owner's), which a send cannot be a repeat of."""
+
+    default_message = "This client_id names another person's message in this conversation."
+
+
 class ImportTooLarge(DomainError):
     status = 413
     code = "too_large"

@@ -29,6 +29,7 @@ ROLE_LABELS = {
     Message.Role.ASSISTANT: "Assistant",
     Message.Role.SYSTEM: "System",
     Message.Role.TOOL: "Tool",
+    Message.Role.OPERATOR: "Support",
 }
 
 
@@ -87,6 +88,7 @@ def export_json(*, session: ChatSession) -> dict:
                 "prompt_tokens": m.prompt_tokens,
                 "completion_tokens": m.completion_tokens,
                 "tools_used": m.tools_used,
+                "author_name": m.author_name,
                 "created_at": _iso(m.created_at),
             }
             for m in messages
@@ -121,6 +123,8 @@ def export_markdown(*, session: ChatSession) -> str:
     lines += ["---", ""]
     for message in selectors.message_list(session=session, path_only=True):
         label = ROLE_LABELS.get(message.role, message.role)
+        if message.role == Message.Role.OPERATOR and message.author_name:
+            label += f" ({message.author_name})"
         if message.role == Message.Role.ASSISTANT and message.llm:
             label += f" ({message.llm})"
         lines += [f"### {label} — {message.created_at:%Y-%m-%d %H:%M} UTC", ""]
@@ -161,6 +165,7 @@ MESSAGE_KEYS = {
     "prompt_tokens",
     "completion_tokens",
     "tools_used",
+    "author_name",
     "created_at",
 }
 
@@ -274,6 +279,8 @@ def _check_message(raw, index: int, seen: set, previous) -> dict:
         "prompt_tokens": _tokens(raw, "prompt_tokens", where),
         "completion_tokens": _tokens(raw, "completion_tokens", where),
         "tools_used": tools,
+        # An operator's name (SPEC 4.6); the account is not carried over.
+        "author_name": _text(raw, "author_name", where, limit=150),
         "created_at": _time(raw, "created_at", where),
     }
 

@@ -114,11 +114,23 @@ class ChatSession(models.Model):
     folder = models.ForeignKey(
         "Folder", on_delete=models.SET_NULL, null=True, blank=True, related_name="sessions"
     )
+    # People in the loop (SPEC 4.6, "Operators"): when the owner asked for a person (the
+    # operator queue lists these), and how many operators are in the conversation now. A
+    # send reads the count with the conversation: while it is not 0 the assistant does
+    # not answer (the owner's messages go to the operators).
+    handoff_requested_at = models.DateTimeField(null=True, blank=True)
+    operators_present = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     objects = ChatSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-pinned", "-activity_at", "-id"]
+        permissions = [
+            (
+                "operate_conversations",
+                "Can join users' conversations as an operator and answer in person",
+            )
+        ]
         constraints = [
             # Invariant 1, one constraint per context shape: NULLs are distinct in an
             # ordinary unique index, so the general context needs its own.
@@ -185,6 +197,13 @@ class ChatSession(models.Model):
             # The temporary conversations past TEMPORARY_CHAT_TTL, oldest first (the sweep).
             models.Index(
                 fields=["activity_at"], condition=Q(temporary=True), name="session_temporary"
+            ),
+            # The operator queue: the conversations whose owner asked for a person, newest
+            # first (chat.selectors.operator_queue).
+            models.Index(
+                fields=["-handoff_requested_at"],
+                condition=Q(handoff_requested_at__isnull=False),
+                name="session_handoff_queue",
             ),
         ]
 
@@ -332,6 +351,8 @@ class Message(models.Model):
         USER = "user", "User"
         ASSISTANT = "assistant", "Assistant"
         TOOL = "tool", "Tool"
+        # A person on the platform's side who joined the conversation (``author``).
+        OPERATOR = "operator", "Operator"
 
     class Status(models.TextChoices):
         COMPLETE = "complete", "Complete"
@@ -362,6 +383,17 @@ class Message(models.Model):
     on_path = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Who wrote an operator's message, and the name shown for them when they wrote it (kept
+    # if the account goes). Empty for the owner's messages and the assistant's.
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+    )
+    # (A database default: the reply path's statements insert messages without it, chat.sql.)
+    author_name = models.CharField(max_length=150, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["created_at", "id"]
@@ -395,6 +427,46 @@ class Message(models.Model):
     def reply_to_id(self) -> int | None:
         """The question a reply answers (its parent); None for any other message."""
         return self.parent_id if self.role == self.Role.ASSISTANT else None
+
+
+class Participant(models.Model):
+    """An operator's time in a conversation: from joining to leaving (SPEC 4.6).
+
+    The owner and the assistant take part in every conversation and have no row; an
+    operator has one row per visit, and at most one open (``left_at`` null) at a time.
+    ``ChatSession.operators_present`` counts the open ones.
+    """
+
+    session = models.ForeignKey(ChatSession, on_delete=models.CASCADE, related_name="participants")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="participations"
+    )
+    joined_at = models.DateTimeField(default=timezone.now)
+    left_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["joined_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["session", "user"],
+                condition=Q(left_at__isnull=True),
+                name="participant_present_once",
+            ),
+        ]
+        indexes = [
+            models.Index(
+                fields=["user", "session"],
+                condition=Q(left_at__isnull=True),
+                name="participant_present",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} in {self.session_id}"
+
+    @property
+    def present(self) -> bool:
+        return self.left_at is None
 
 
 class Feedback(models.Model):

@@ -171,7 +171,7 @@ def reply_context(
             }
         )
     if first_question is not None:
-        rows = [(first_question.role, first_question.content)]
+        rows = [(first_question.role, first_question.content, "")]
     elif recent is not None:
         rows = recent
     else:
@@ -182,16 +182,16 @@ def reply_context(
     budget = settings.CONTEXT_TOKEN_BUDGET * CHARS_PER_TOKEN - sum(
         len(m["content"]) for m in messages
     )
-    recent = []
-    for role, content in rows:
+    kept = []
+    for role, content, author_name in rows:
         budget -= len(content)
-        if budget < 0 and recent:
+        if budget < 0 and kept:
             break
-        recent.append({"role": role, "content": content})
-    truncated = len(recent) < len(rows) or len(rows) >= _context_rows_limit()
+        kept.append(_context_message(role, content, author_name))
+    truncated = len(kept) < len(rows) or len(rows) >= _context_rows_limit()
     if truncated:
         messages.append({"role": "system", "content": TRUNCATED_NOTE})
-    messages.extend(reversed(recent))
+    messages.extend(reversed(kept))
     return ReplyContext(
         messages=messages,
         model=session.effective_llm,
@@ -199,6 +199,33 @@ def reply_context(
         run_id=session.run_id,
         truncated=truncated,
     )
+
+
+OPERATOR_SAID = "[{name}, a person from the support team, wrote:]\n{content}"
+
+
+def _context_message(role: str, content: str, author_name: str) -> dict:
+    """One message of the context; an operator's is the assistant's side, naming them."""
+    if role == Message.Role.OPERATOR:
+        name = author_name or "An operator"
+        return {"role": "assistant", "content": OPERATOR_SAID.format(name=name, content=content)}
+    return {"role": role, "content": content}
+
+
+SUGGESTION_NOTE = (
+    "{name}, a person from the support team, is answering the user in this conversation "
+    "in person. Draft the next reply for them to send: address the user directly, write "
+    "only the reply, no preamble."
+)
+
+
+def suggestion_context(*, session: ChatSession, operator_name: str) -> ReplyContext:
+    """Return the LLM input of a draft an operator asked for: the conversation as the
+    next reply would see it, and a note that a person will send it."""
+    context = reply_context(session=session, message_id=0)
+    note = SUGGESTION_NOTE.format(name=operator_name)
+    context.messages.insert(1, {"role": "system", "content": note})
+    return context
 
 
 def title_messages(content: str) -> list[dict]:

@@ -47,6 +47,7 @@ from .models import (
     Feedback,
     Folder,
     Message,
+    Participant,
     SessionTag,
     ShareLink,
 )
@@ -127,6 +128,109 @@ def session_get(*, user, session_id) -> ChatSession:
     if session is None:
         raise ConversationNotFound()
     return session
+
+
+# People in the loop (SPEC 4.6, "Operators") ---------------------------------------------
+
+OPERATE = "chat.operate_conversations"
+QUEUE_LIMIT = 100
+
+
+def can_operate(user) -> bool:
+    """Whether ``user`` may join other people's conversations (the permission; a
+    superuser has every one)."""
+    return bool(
+        user is not None and user.is_authenticated and user.is_active and user.has_perm(OPERATE)
+    )
+
+
+def session_for_operator(*, user, session_id) -> ChatSession:
+    """Return any conversation for an operator to join; 404 for anyone without the
+    permission, staff included."""
+    if not can_operate(user):
+        raise ConversationNotFound()
+    session = (
+        ChatSession.objects.select_related("user")
+        .filter(pk=parse_id(session_id, field="session"))
+        .first()
+    )
+    if session is None:
+        raise ConversationNotFound()
+    return session
+
+
+def session_readable(*, user, session_id) -> ChatSession:
+    """Return a conversation ``user`` may read and write in: their own, or one they joined
+    as an operator (with the permission). Anyone else gets 404."""
+    pk = parse_id(session_id, field="session")
+    session = ChatSession.objects.select_related("model", "run", "user").filter(pk=pk).first()
+    if session is None:
+        raise ConversationNotFound()
+    if session.user_id == user.pk:
+        return session
+    if (
+        session.operators_present
+        and Participant.objects.filter(session=session, user=user, left_at__isnull=True).exists()
+        and can_operate(user)
+    ):
+        return session
+    raise ConversationNotFound()
+
+
+def operator_queue(*, query: str = "", limit: int = QUEUE_LIMIT) -> list[ChatSession]:
+    """Return the conversations whose owner asked for a person, newest request first,
+    each with its owner and ``operators`` (the operators in it now); ``query`` matches
+    the owner's username or display name."""
+    sessions = ChatSession.objects.filter(handoff_requested_at__isnull=False).select_related("user")
+    query = query.strip()
+    if query:
+        sessions = sessions.filter(
+            Q(user__username__icontains=query) | Q(user__display_name__icontains=query)
+        )
+    sessions = list(sessions.order_by("-handoff_requested_at", "-pk")[:limit])
+    present = operators_in([s.pk for s in sessions])
+    for session in sessions:
+        session.operators = present.get(session.pk, [])
+    return sessions
+
+
+def queue_waiting() -> int:
+    """How many conversations wait for a person (asked, and no operator in them yet)."""
+    return ChatSession.objects.filter(
+        handoff_requested_at__isnull=False, operators_present=0
+    ).count()
+
+
+def operators_in(session_ids) -> dict:
+    """Return, for each conversation, the operators in it now (users, by joining time)."""
+    rows = (
+        Participant.objects.filter(session_id__in=list(session_ids), left_at__isnull=True)
+        .select_related("user")
+        .order_by("joined_at", "pk")
+    )
+    present: dict = {}
+    for row in rows:
+        present.setdefault(row.session_id, []).append(row.user)
+    return present
+
+
+def participants(*, session: ChatSession) -> list[dict]:
+    """Return who takes part in a conversation: its owner, the assistant, and each
+    operator in it now (``kind``, ``name``; an operator with ``joined_at``)."""
+    people = [
+        {"kind": "user", "name": session.user.shown_name},
+        {"kind": "assistant", "name": "Assistant"},
+    ]
+    rows = (
+        Participant.objects.filter(session=session, left_at__isnull=True)
+        .select_related("user")
+        .order_by("joined_at", "pk")
+    )
+    people += [
+        {"kind": "operator", "name": row.user.shown_name, "joined_at": row.joined_at}
+        for row in rows
+    ]
+    return people
 
 
 def session_active(*, user, model_id=None, run_id=None) -> ChatSession | None:

@@ -24,7 +24,8 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, OperationalError, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef
+from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from accounts import selectors as account_selectors
@@ -33,6 +34,7 @@ from models_app.models import Model, Run
 
 from . import metrics, prompting, selectors, signals, sql, usage
 from .exceptions import (
+    ClientIdTaken,
     ConversationNotFound,
     ConversationReadOnly,
     DomainError,
@@ -42,10 +44,20 @@ from .exceptions import (
     InvalidContext,
     MessageNotFound,
     MessageTooLong,
+    OperatorPresent,
     ShareNotFound,
 )
 from .llm import available_llms
-from .models import ChatSession, Context, Feedback, Folder, Message, SessionTag, ShareLink
+from .models import (
+    ChatSession,
+    Context,
+    Feedback,
+    Folder,
+    Message,
+    Participant,
+    SessionTag,
+    ShareLink,
+)
 from .text import clean_json, clean_text
 
 logger = logging.getLogger(__name__)
@@ -778,8 +790,35 @@ def reply_start(
     llm = check_llm(llm) if llm else None
     model, run = selectors.context_resolve(user=user, model_id=model_id, run_id=run_id)
     session_id = selectors.parse_id(session_id, field="session") if session_id else None
-    model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     lease_cutoff = timezone.now() - timedelta(seconds=REPLY_LEASE)
+    try:
+        return _reply_start(
+            user=user,
+            content=content,
+            session_id=session_id,
+            model=model,
+            run=run,
+            client_id=client_id,
+            writing=writing,
+            temporary=temporary,
+            llm=llm,
+            lease_cutoff=lease_cutoff,
+        )
+    except _AnotherOwner:
+        # Someone else's conversation: an operator who joined it writes in person.
+        return operator_message(
+            user=user, session_id=session_id, content=content, client_id=client_id
+        )
+
+
+class _AnotherOwner(Exception):
+    """The conversation a send names is not the sender's (``reply_start``)."""
+
+
+def _reply_start(
+    *, user, content, session_id, model, run, client_id, writing, temporary, llm, lease_cutoff
+) -> Reply:
+    model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     with transaction.atomic():
         if session_id is None and temporary:
             own_quota, target = sql.lock_sender(user), None
@@ -794,7 +833,7 @@ def reply_start(
             )
         if session_id is not None:
             if target is not None and target.session.user_id != user.pk:
-                raise ConversationNotFound()
+                raise _AnotherOwner()
             if target is not None and (
                 (model and target.session.model_id != model_pk)
                 or (run and target.session.run_id != run_pk)
@@ -921,20 +960,28 @@ def _store_turn(
     if session.detached_label:
         raise ConversationReadOnly()
     if client_id is not None and not created:
-        previous = Message.objects.filter(
-            session=session, client_id=client_id, role=Message.Role.USER
-        ).first()
+        previous = Message.objects.filter(session=session, client_id=client_id).first()
+        if previous is not None and previous.role != Message.Role.USER:
+            raise ClientIdTaken(field="client_id")
         if previous is not None:
             reply = previous.children.filter(role=Message.Role.ASSISTANT).order_by("-pk").first()
             return Reply(session, previous, reply, False, True, False)
+    # An operator is in the conversation: the owner's messages go to them, unanswered by
+    # the assistant (SPEC 4.6); nothing asks the assistant for a new reply meanwhile.
+    in_person = session.operators_present > 0
+    if in_person and question is not None:
+        raise OperatorPresent()
     interrupted: tuple[int, ...] = ()
-    if target.streaming_id is not None:
+    # (A reply still streaming when an operator joined does not hold the owner's words
+    # back: they start no generation.)
+    if target.streaming_id is not None and not in_person:
         if target.streaming_id in writing or not target.streaming_abandoned:
             metrics.REFUSALS.labels(GenerationInProgress.code).inc()
             raise GenerationInProgress()
         if reply_interrupt(message_id=target.streaming_id):
             interrupted = (target.streaming_id,)
-    usage.check_quota(user_id=user.pk, own_limit=own_quota)
+    if not in_person:
+        usage.check_quota(user_id=user.pk, own_limit=own_quota)
     chosen = llm if llm and llm != session.llm else None
     if chosen:
         session.llm = chosen
@@ -960,7 +1007,9 @@ def _store_turn(
     answering = session.effective_llm
     now = timezone.now()
     replied_at = now + timedelta(microseconds=1)
-    added = 1 if question is not None else 2
+    if in_person:
+        replied_at = now
+    added = (1 if question is None else 0) + (0 if in_person else 1)
     asked = question.content if question is not None else content
     title = None if session.title else provisional_title(asked)
     preview = _preview(asked)
@@ -981,9 +1030,12 @@ def _store_turn(
         activate=activate,
         llm=chosen,
         # The reply's context reads no message when this is the first question.
-        recent=None if first_message else prompting.recent_read(session),
+        recent=None if first_message or in_person else prompting.recent_read(session),
+        reply=not in_person,
     )
     user_message = user_message or question
+    if in_person:
+        _announce_on_commit(session.pk, message=user_message, name=user.shown_name)
     session.message_count += added
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
@@ -1089,6 +1141,208 @@ def feedback_set(*, user, message_id, rating, note="") -> Feedback | None:
         defaults={"rating": rating, "note": note, "updated_at": timezone.now()},
     )
     return feedback
+
+
+# People in the loop (SPEC 4.6, "Operators") -------------------------------------------
+#
+# The owner asks for a person (``handoff_request``); an operator (permission
+# chat.operate_conversations) joins, writes in person and leaves. Each takes the owner's
+# user lock, as the owner's sends do: a send sees an operator in the conversation or not,
+# never half of a join. Their news reaches the conversation's watchers once committed.
+
+
+def _announce_on_commit(
+    session_id, *, message: Message | None = None, name: str = "", participant=None
+):
+    """Once the transaction commits, tell the conversation's watchers (the engine): a
+    ``message`` a person wrote (``name``: theirs), or a ``participant`` change."""
+    transaction.on_commit(
+        lambda: signals.conversation_news.send(
+            None, session_id=str(session_id), message=message, name=name, participant=participant
+        )
+    )
+
+
+def _log_operator(*, operator, session: ChatSession, text: str) -> None:
+    """Record an operator's act in the admin log (django.contrib.admin's LogEntry)."""
+    from django.contrib.admin.models import CHANGE, LogEntry
+
+    LogEntry.objects.log_actions(
+        user_id=operator.pk,
+        queryset=[session],
+        action_flag=CHANGE,
+        change_message=text,
+        single_object=True,
+    )
+
+
+def operator_role_set(*, user, granted: bool) -> None:
+    """Give ``user`` the operator role (the permission chat.operate_conversations), or
+    take it back. An operator who loses it leaves the conversations they are in."""
+    from django.contrib.auth.models import Permission
+
+    app_label, codename = selectors.OPERATE.split(".")
+    permission = Permission.objects.get(content_type__app_label=app_label, codename=codename)
+    if granted:
+        user.user_permissions.add(permission)
+        return
+    user.user_permissions.remove(permission)
+    for session_id in Participant.objects.filter(user=user, left_at__isnull=True).values_list(
+        "session_id", flat=True
+    ):
+        _leave(user=user, session_id=session_id)
+
+
+@_retry_on_conflict
+def handoff_request(*, user, session_id) -> ChatSession:
+    """The owner asks for a person: the conversation joins the operator queue.
+
+    Asking again while waiting, or while an operator is in, changes nothing (no second
+    announcement). The assistant goes on answering until an operator joins.
+    """
+    session = selectors.session_get(user=user, session_id=session_id)
+    if session.detached_label:
+        raise ConversationReadOnly()
+    with transaction.atomic():
+        lock_user(user)
+        session = ChatSession.objects.get(pk=session.pk)
+        if session.handoff_requested_at is None and session.operators_present == 0:
+            session.handoff_requested_at = timezone.now()
+            ChatSession.objects.filter(pk=session.pk).update(
+                handoff_requested_at=session.handoff_requested_at
+            )
+            _announce_on_commit(
+                session.pk, participant={"action": "requested", "name": user.shown_name}
+            )
+    logger.info("conversation %s: a person asked for by user %s", session.pk, user.pk)
+    return session
+
+
+@_retry_on_conflict
+def operator_join(*, user, session_id) -> ChatSession:
+    """An operator joins a conversation: the assistant steps back until they leave.
+
+    Joining again while in it changes nothing. Someone without the permission finds no
+    conversation (404); one's own conversation cannot be joined.
+    """
+    session = selectors.session_for_operator(user=user, session_id=session_id)
+    if session.user_id == user.pk:
+        raise DomainError("This is your own conversation.", field="session")
+    if session.detached_label:
+        raise ConversationReadOnly()
+    with transaction.atomic():
+        sql.lock_user(session.user_id)
+        _, joined = Participant.objects.get_or_create(
+            session_id=session.pk, user=user, left_at=None
+        )
+        if joined:
+            ChatSession.objects.filter(pk=session.pk).update(
+                operators_present=F("operators_present") + 1
+            )
+            _announce_on_commit(
+                session.pk, participant={"action": "joined", "name": user.shown_name}
+            )
+            _log_operator(operator=user, session=session, text="Joined the conversation.")
+    if joined:
+        logger.info("conversation %s: operator %s joined", session.pk, user.pk)
+    session.refresh_from_db(fields=["operators_present", "handoff_requested_at"])
+    return session
+
+
+@_retry_on_conflict
+def operator_leave(*, user, session_id) -> ChatSession:
+    """An operator leaves: with the last one gone the assistant answers again, and the
+    request for a person is done. Leaving a conversation one is not in changes nothing."""
+    session = selectors.session_for_operator(user=user, session_id=session_id)
+    left = _leave(user=user, session_id=session.pk)
+    if left:
+        logger.info("conversation %s: operator %s left", session.pk, user.pk)
+    session.refresh_from_db(fields=["operators_present", "handoff_requested_at"])
+    return session
+
+
+def _leave(*, user, session_id) -> bool:
+    """End ``user``'s visit of a conversation, if they are in it; return whether they were."""
+    session = ChatSession.objects.filter(pk=session_id).first()
+    if session is None:
+        return False
+    with transaction.atomic():
+        sql.lock_user(session.user_id)
+        left = Participant.objects.filter(
+            session_id=session.pk, user=user, left_at__isnull=True
+        ).update(left_at=timezone.now())
+        if left:
+            ChatSession.objects.filter(pk=session.pk).update(
+                operators_present=Greatest(F("operators_present") - 1, 0)
+            )
+            ChatSession.objects.filter(pk=session.pk, operators_present=0).update(
+                handoff_requested_at=None
+            )
+            # ``user``: whose sockets stop following the conversation (never sent out).
+            _announce_on_commit(
+                session.pk,
+                participant={"action": "left", "name": user.shown_name, "user": user.pk},
+            )
+            _log_operator(operator=user, session=session, text="Left the conversation.")
+    return bool(left)
+
+
+@_retry_on_conflict
+def operator_message(*, user, session_id, content, client_id=None) -> Reply:
+    """Store a message an operator wrote in a conversation they joined; no reply follows.
+
+    It follows the current leaf, as any new message; its author is the operator, shown by
+    their name. The same ``client_id`` again returns the stored message. Someone not in
+    the conversation (or without the permission) finds no conversation.
+    """
+    content = check_message_content(content)
+    client_id = _check_client_id(client_id)
+    session = selectors.session_readable(user=user, session_id=session_id)
+    if session.user_id == user.pk:
+        raise DomainError("This is your own conversation.", field="session")
+    with transaction.atomic():
+        sql.lock_user(session.user_id)
+        if not Participant.objects.filter(
+            session_id=session.pk, user=user, left_at__isnull=True
+        ).exists():
+            raise ConversationNotFound()  # left meanwhile
+        if client_id is not None:
+            previous = Message.objects.filter(session=session, client_id=client_id).first()
+            if previous is not None and previous.author_id != user.pk:
+                raise ClientIdTaken(field="client_id")
+            if previous is not None:
+                return Reply(session, previous, None, False, True, False)
+        leaf = (
+            Message.objects.filter(session=session, on_path=True)
+            .order_by("-created_at", "-id")
+            .values_list("pk", flat=True)
+            .first()
+        )
+        now = timezone.now()
+        message = Message.objects.create(
+            session=session,
+            role=Message.Role.OPERATOR,
+            content=content,
+            client_id=client_id,
+            parent_id=leaf,
+            author=user,
+            author_name=user.shown_name,
+            created_at=now,
+            updated_at=now,
+        )
+        sql.session_after_send(
+            session_id=session.pk,
+            added=1,
+            at=now,
+            written_at=now,
+            preview=_preview(content),
+            title=None,
+            activate=False,
+        )
+        _announce_on_commit(session.pk, message=message, name=message.author_name)
+        _log_operator(operator=user, session=session, text=f"Wrote message {message.pk}.")
+    logger.info("conversation %s: operator %s wrote message %s", session.pk, user.pk, message.pk)
+    return Reply(session, message, None, False, False, False)
 
 
 def replies_save_progress(*, contents: dict[int, str], alive: Collection[int] = ()) -> None:

@@ -40,6 +40,7 @@ SESSION_FIELDS = (
     "message_count",
     "llm",
     "temporary",
+    "operators_present",
 )
 # SQLite answers booleans as 0 and 1.
 _BOOLEAN_FIELDS = tuple(
@@ -367,6 +368,33 @@ def _after_send(
     return f"UPDATE {SESSION} SET {', '.join(sets)} WHERE id = %s", params
 
 
+def session_after_send(
+    *,
+    session_id: uuid.UUID,
+    added: int = 2,
+    at: datetime,
+    written_at: datetime,
+    preview: str,
+    title: str | None,
+    activate: bool,
+    llm: str | None = None,
+) -> None:
+    """Count ``added`` new messages on the conversation (``_after_send``'s UPDATE)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            *_after_send(
+                session_id=session_id,
+                added=added,
+                at=at,
+                written_at=written_at,
+                preview=preview,
+                title=title,
+                activate=activate,
+                llm=llm,
+            )
+        )
+
+
 def insert_turn(
     *,
     session_id: uuid.UUID,
@@ -381,26 +409,30 @@ def insert_turn(
     activate: bool,
     llm: str | None = None,
     recent: tuple[int | None, int] | None = None,
-) -> tuple[Message | None, Message, list[tuple[str, str]] | None]:
+    reply: bool = True,
+) -> tuple[Message | None, Message | None, list[tuple[str, str, str]] | None]:
     """Insert a turn on the current path and count it on the conversation: the question
     ``question`` (a child of ``parent_id``: the current leaf, or an edited question's
     parent) and a ``streaming`` reply to it; with ``question`` None, only the reply, a
-    child of ``parent_id`` (a regeneration). Return (the question or None, the reply,
-    the recent messages or None).
+    child of ``parent_id`` (a regeneration); without ``reply`` only the question (an
+    operator answers it). Return (the question or None, the reply or None, the recent
+    messages or None).
 
     The conversation's counters, times, ``preview``, ``title`` (None: kept), activation
     and LLM (``llm``; None: kept) follow (``_after_send``). The question is written at
     ``at``, the reply created at ``replied_at`` (after it on the path) and written at
     ``at``. On PostgreSQL it is one statement (data-modifying WITH: the reply's INSERT
     reads the question's id from the question's, so its id is drawn after); on SQLite,
-    three.
+    up to three.
 
     With ``recent`` (``after_id``, ``limit``), PostgreSQL also returns what
     ``recent_messages`` would answer once the turn is stored (the reply's placeholder is
     empty, so left out): a second statement of the same query, with a snapshot of its
     own that sees the turn. Elsewhere the recent messages are None: read them after.
     """
-    added = 1 if question is None else 2
+    if question is None and not reply:
+        raise ValueError("a turn stores a question, a reply or both")
+    added = (question is not None) + reply
     update, update_params = _after_send(
         session_id=session_id,
         added=added,
@@ -435,9 +467,24 @@ def insert_turn(
             session_id=session_id, exclude_id=None, after_id=recent[0], limit=recent[1]
         )
         then = "; " + then
-    question_id = rows = None
+    question_id = reply_id = rows = None
     with connection.cursor() as cursor:
-        if question is None:
+        if not reply:
+            question_sql, question_params = values(
+                Message.Role.USER, question, Message.Status.COMPLETE, "", client_id, parent_id, at
+            )
+            if joined:
+                cursor.execute(
+                    f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
+                    f" u AS ({update}) SELECT id FROM q{then}",
+                    [*question_params, *update_params, *then_params],
+                )
+            else:
+                cursor.execute(
+                    f"{_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id", question_params
+                )
+            question_id = cursor.fetchone()[0]
+        elif question is None:
             reply_sql, reply_params = reply_values(parent_id)
             if joined:
                 cursor.execute(
@@ -489,19 +536,21 @@ def insert_turn(
             at=at,
             written_at=at,
         )
-    reply = _message(
-        pk=reply_id,
-        session_id=session_id,
-        role=Message.Role.ASSISTANT,
-        content="",
-        status=STREAMING,
-        llm=reply_llm,
-        client_id=None,
-        parent_id=question_id if question is not None else parent_id,
-        at=replied_at,
-        written_at=at,
-    )
-    return asked, reply, rows
+    placeholder = None
+    if reply:
+        placeholder = _message(
+            pk=reply_id,
+            session_id=session_id,
+            role=Message.Role.ASSISTANT,
+            content="",
+            status=STREAMING,
+            llm=reply_llm,
+            client_id=None,
+            parent_id=question_id if question is not None else parent_id,
+            at=replied_at,
+            written_at=at,
+        )
+    return asked, placeholder, rows
 
 
 def set_auto_title(*, session_id, title: str) -> bool:
@@ -650,14 +699,15 @@ def _recent(
     *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
 ) -> tuple[str, list]:
     sql = (
-        f"SELECT role, content FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
-        " AND role IN (%s, %s) AND NOT (role = %s AND content = '')"
+        f"SELECT role, content, author_name FROM {MESSAGE} WHERE session_id = %s"
+        " AND on_path = %s AND role IN (%s, %s, %s) AND NOT (role = %s AND content = '')"
     )
     params = [
         _uuid_param(session_id),
         True,
         Message.Role.USER,
         Message.Role.ASSISTANT,
+        Message.Role.OPERATOR,
         Message.Role.ASSISTANT,
     ]
     if exclude_id is not None:
@@ -675,8 +725,9 @@ def _recent(
 
 def recent_messages(
     *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
-) -> list[tuple[str, str]]:
-    """Return (role, content) of the current path's user and assistant messages, newest first.
+) -> list[tuple[str, str, str]]:
+    """Return (role, content, author_name) of the current path's user, assistant and
+    operator messages, newest first.
 
     Empty assistant messages (placeholders, failed replies with no text) are left out,
     and ``exclude_id``; with ``after_id`` only messages after it. Reads the path's index

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views, views_folders, views_import, views_share
+from . import views, views_folders, views_import, views_operator, views_share
 
 app_name = "chat"
 
@@ -42,4 +42,9 @@ urlpatterns = [
     path("search", views.search, name="search"),
     path("signed-in", views.signed_in, name="signed_in"),
     path("import/chatgpt", views_import.import_chatgpt, name="import_chatgpt"),
+    path("operator/", views_operator.queue_page, name="operator_queue"),
+    path("operator/queue", views_operator.queue_list, name="operator_queue_list"),
+    path("operator/c/<uuid:session_id>", views_operator.session_page, name="operator_session"),
+    path("operator/c/<uuid:session_id>/join", views_operator.join, name="operator_join"),
+    path("operator/c/<uuid:session_id>/leave", views_operator.leave, name="operator_leave"),
 ]

@@ -225,9 +225,25 @@ def _markdown_rules() -> str:
     )
 
 
-def _chat_page(request, *, session=None, model=None, run=None):
-    """Render the chat page: a stored conversation, or an ephemeral one (no row yet)."""
+def _owner(request, session):
+    """The owner of ``session``: the caller, or read (an operator's view)."""
+    return request.user if session.user_id == request.user.pk else session.user
+
+
+def _chat_page(request, *, session=None, model=None, run=None, operator_view=False, operators=None):
+    """Render the chat page: a stored conversation, or an ephemeral one (no row yet).
+
+    ``operator_view``: as an operator who joined it sees it (chat.views_operator), without
+    the operator's own sidebar; ``operators``: the operators in it (read when not given).
+    """
     messages, has_more, streaming_id = [], False, None
+    if session is not None and operators is None:
+        operators = (
+            selectors.operators_in([session.pk]).get(session.pk, [])
+            if session.operators_present
+            else []
+        )
+    operators = operators or []
     if session is not None:
         model, run = session.model, session.run
         messages, has_more = selectors.message_page(session=session, limit=MESSAGE_PAGE)
@@ -249,8 +265,14 @@ def _chat_page(request, *, session=None, model=None, run=None):
         "current_id": str(session.pk) if session else "",
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
         "markdown_rules": _markdown_rules(),
-        **sidebar_context(request.user, tag=_tag_param(request, lenient=True)),
+        "operator_view": operator_view,
+        "operator_names": [user.shown_name for user in operators],
+        "operator_names_json": json.dumps([user.shown_name for user in operators]),
+        "handoff_requested": session is not None and session.handoff_requested_at is not None,
+        "owner_name": _owner(request, session).shown_name if session is not None else "",
     }
+    if not operator_view:
+        context.update(sidebar_context(request.user, tag=_tag_param(request, lenient=True)))
     return render(request, "chat/chat.html", context)
 
 

@@ -23,9 +23,10 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.tokens import bearer_token, token_user
 from config.logs import REQUEST_ID_HEADER, bind_request_id
 
-from . import selectors, streaming
+from . import llm, prompting, ratelimit, selectors, streaming
 from .exceptions import DomainError
 from .models import Message
+from .rendering import render_markdown
 from .streaming import events
 from .text import parse_json
 
@@ -154,7 +155,7 @@ class _Stream:
         if event.kind in ("token", "status", "done", "error", "session"):
             if event.message in (None, self.message) or event.kind == "session":
                 self.queue.put_nowait(event)
-        elif event.kind == "title":
+        elif event.kind in ("title", "participant", "message"):
             self.queue.put_nowait(event)
 
     async def body(self, engine, session: str):
@@ -281,6 +282,86 @@ async def stream_view(request):
     else:
         await streaming.follow(engine, session, stream)
     response = StreamingHttpResponse(stream.body(engine, session), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
+
+
+# A suggested reply (SPEC 4.6, "Operators") ---------------------------------------------
+
+
+class NotAnOperator(DomainError):
+    status = 403
+    code = "not_operator"
+    default_message = "Only an operator in the conversation can ask for a suggested reply."
+
+
+def _suggestion_for(user, session_id) -> prompting.ReplyContext:
+    """Check an operator's request for a draft and return the LLM input (sync)."""
+    session = selectors.session_readable(user=user, session_id=session_id)
+    if session.user_id == user.pk:
+        raise NotAnOperator()
+    ratelimit.check_send_rate(user_id=user.pk)
+    return prompting.suggestion_context(session=session, operator_name=user.shown_name)
+
+
+def _suggest_with_token(raw: str, session_id):
+    user = token_user(raw)
+    if user is None:
+        raise InvalidToken()
+    return _suggestion_for(user, session_id)
+
+
+def _suggest_with_session(request, session_id):
+    user = getattr(request, "user", None) or _session_user(request)
+    if not user.is_authenticated:
+        raise NotAuthenticated()
+    if _csrf_refused(request):
+        raise CsrfFailed()
+    return _suggestion_for(user, session_id)
+
+
+async def _draft(session: str, context: prompting.ReplyContext):
+    """Stream a draft as ``token`` events (``message`` null), then ``done`` with its HTML
+    (or ``error``). Nothing is stored: the operator edits it and sends it themselves."""
+    parts: list[str] = []
+    offset = 0
+    try:
+        stream = llm.stream_chat(messages=context.messages, model=context.model, tools=None)
+        async for event in stream:
+            if event.text:
+                parts.append(event.text)
+                body = {"type": "token", "session": session, "message": None}
+                body.update(content=event.text, offset=offset, draft=True)
+                offset += len(event.text)
+                yield b"data: " + events.encode(body) + b"\n\n"
+    except llm.LLMError as exc:
+        body = events.error(session, None, exc.reason, "upstream_error").body
+        yield b"data: " + events.encode({**body, "draft": True}) + b"\n\n"
+        return
+    text = "".join(parts)
+    body = {"type": "done", "session": session, "message": None, "draft": True}
+    body.update(html=render_markdown(text), content=text, status="complete", usage=None)
+    yield b"data: " + events.encode(body) + b"\n\n"
+
+
+@csrf_exempt  # checked in _suggest_with_session for session auth; bearer tokens need none
+async def suggest_view(request, session_id):
+    """``POST /api/sessions/<id>/suggest/``: a draft reply for the operator, as SSE."""
+    if request.method != "POST":
+        error = DomainError("Use POST.")
+        error.status, error.code = 405, "method_not_allowed"
+        return _error(error)
+    try:
+        raw = bearer_token(request.headers.get("Authorization"))
+        if raw is not None:
+            context = await streaming.db.run(_suggest_with_token, raw, session_id)
+        else:
+            context = await streaming.db.run(_suggest_with_session, request, session_id)
+    except DomainError as exc:
+        return _error(exc)
+    draft = _draft(str(session_id), context)
+    response = StreamingHttpResponse(draft, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response

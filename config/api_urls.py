@@ -15,8 +15,10 @@ from rest_framework.renderers import JSONRenderer
 
 from accounts import api as accounts
 from chat.api import views as chat
+from chat.api import views_operators as operators
 from chat.api import views_usage
 from chat.llm import available_llms
+from chat.views_stream import suggest_view
 from models_app import api as models
 
 
@@ -103,6 +105,22 @@ urlpatterns = [
         chat.SessionShareView.as_view(),
         name="api-session-share",
     ),
+    path(
+        "sessions/<str:session_id>/handoff/",
+        operators.HandoffView.as_view(),
+        name="api-session-handoff",
+    ),
+    path("sessions/<str:session_id>/join/", operators.JoinView.as_view(), name="api-session-join"),
+    path(
+        "sessions/<str:session_id>/leave/", operators.LeaveView.as_view(), name="api-session-leave"
+    ),
+    path(
+        "sessions/<str:session_id>/participants/",
+        operators.ParticipantsView.as_view(),
+        name="api-session-participants",
+    ),
+    path("sessions/<str:session_id>/suggest/", suggest_view, name="api-session-suggest"),
+    path("operator/queue/", operators.QueueView.as_view(), name="api-operator-queue"),
     path("shares/", chat.ShareListView.as_view(), name="api-shares"),
     path("folders/", chat.FolderListView.as_view(), name="api-folders"),
     path("folders/<str:folder_id>/", chat.FolderDetailView.as_view(), name="api-folder"),

@@ -10,8 +10,10 @@ real view's events and errors in tests/api/test_schema_stream.py.
 
 from django.conf import settings
 from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
+    OpenApiParameter,
     OpenApiResponse,
     PolymorphicProxySerializer,
     extend_schema,
@@ -22,6 +24,8 @@ from rest_framework.views import APIView
 
 from chat.services import CLIENT_ID_MAX_CHARS
 from core.api import errors
+
+from .serializers import AuthorSerializer
 
 PATH = "/api/chat/stream"
 
@@ -213,6 +217,39 @@ class ErrorEventSerializer(serializers.Serializer):
     )
 
 
+class ParticipantEventSerializer(serializers.Serializer):
+    type = _literal("participant")
+    session = serializers.UUIDField(help_text=SESSION)
+    action = _literal(
+        "requested",
+        "joined",
+        "left",
+        help_text="The owner asked for a person, or an operator joined or left (SPEC 4.6).",
+    )
+    name = serializers.CharField(help_text="The person's display name, else username.")
+
+
+class PersonMessageSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    session = serializers.UUIDField()
+    role = _literal("user", "operator")
+    content = serializers.CharField()
+    html = serializers.CharField(help_text="The message as sanitized HTML (its Markdown).")
+    status = serializers.CharField()
+    parent = serializers.IntegerField(allow_null=True)
+    author = AuthorSerializer()
+    client_id = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class MessageEventSerializer(serializers.Serializer):
+    type = _literal("message")
+    session = serializers.UUIDField(help_text=SESSION)
+    message = PersonMessageSerializer(
+        help_text="A message a person wrote: an operator, or the owner while one is in."
+    )
+
+
 EVENTS = {
     "session": SessionEventSerializer,
     "status": StatusEventSerializer,
@@ -220,6 +257,8 @@ EVENTS = {
     "title": TitleEventSerializer,
     "done": DoneEventSerializer,
     "error": ErrorEventSerializer,
+    "participant": ParticipantEventSerializer,
+    "message": MessageEventSerializer,
 }
 
 ChatStreamEvent = PolymorphicProxySerializer(
@@ -359,6 +398,68 @@ class ChatStreamDocsView(APIView):
         raise NotImplementedError("Documentation only: chat.views_stream.stream_view serves this.")
 
 
+SUGGEST_PATH = "/api/sessions/{session_id}/suggest/"
+
+SUGGEST_DESCRIPTION = """\
+Operators in the conversation (SPEC 4.6): the assistant drafts the next reply from the
+conversation, streamed as Server-Sent Events to the caller only. Nothing is stored or shown
+to the owner: the operator edits the draft and sends it with the messages endpoint.
+
+Events: `token` (`message` null, `draft` true, `content`, `offset`), then `done` (`message`
+null, `draft` true, the whole draft as `content` and as sanitized `html`), or `error`
+(`code` `upstream_error`) if the LLM failed. Counts against the caller's send rate.
+"""
+
+
+class SuggestDocsView(APIView):
+    """The schema of ``POST /api/sessions/<id>/suggest/``; never routed (config/api_urls.py
+    routes the path to chat.views_stream.suggest_view)."""
+
+    @extend_schema(
+        operation_id="sessions_suggest",
+        tags=["sessions"],
+        parameters=[
+            OpenApiParameter(
+                "session_id",
+                OpenApiTypes.UUID,
+                OpenApiParameter.PATH,
+                description="Conversation id.",
+            )
+        ],
+        summary="Suggest a reply (operators, SSE)",
+        description=SUGGEST_DESCRIPTION,
+        request=None,
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(
+                description="`data: <event>` lines: `token` events, then `done` or `error`."
+            ),
+            **errors(
+                400,
+                401,
+                403,
+                404,
+                429,
+                descriptions={
+                    403: "The conversation's owner (not_operator): drafts are for operators.",
+                    404: "Not an operator in this conversation (not_found).",
+                },
+            ),
+        },
+    )
+    def post(self, request, session_id):
+        raise NotImplementedError("Documentation only: chat.views_stream.suggest_view serves this.")
+
+
 def add_chat_stream(endpoints: list, **kwargs) -> list:
-    """PREPROCESSING_HOOK: add ``POST /api/chat/stream`` to the documented endpoints."""
-    return [*endpoints, (PATH, r"^api/chat/stream$", "POST", ChatStreamDocsView.as_view())]
+    """PREPROCESSING_HOOK: add ``POST /api/chat/stream`` and the operators' suggested reply
+    (plain async views) to the documented endpoints."""
+    return [
+        *endpoints,
+        (PATH, r"^api/chat/stream$", "POST", ChatStreamDocsView.as_view()),
+        (
+            SUGGEST_PATH,
+            r"^api/sessions/(?P<session_id>[^/.]+)/suggest/$",
+            "POST",
+            SuggestDocsView.as_view(),
+        ),
+    ]

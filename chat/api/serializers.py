@@ -241,6 +241,8 @@ class MessageSerializer(serializers.ModelSerializer):
     def get_author(self, message) -> dict:
         if message.role == Message.Role.USER:
             return {"kind": "user", "name": self.context.get("owner_name", "")}
+        if message.role == Message.Role.OPERATOR:
+            return {"kind": "operator", "name": message.author_name}
         return {"kind": "assistant", "name": message.llm or "Assistant"}
 
     def get_sibling_ids(self, message) -> list[int]:
@@ -340,6 +342,42 @@ class ReplySerializer(serializers.Serializer):
 
 class RegenerateSerializer(serializers.Serializer):
     assistant_message = MessageSerializer()
+
+
+class ParticipantSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=["user", "assistant", "operator"])
+    name = serializers.CharField(help_text="The person's display name, else username.")
+    joined_at = serializers.DateTimeField(required=False, help_text="Operators only.")
+
+
+class ParticipantListSerializer(serializers.Serializer):
+    results = ParticipantSerializer(many=True)
+    handoff_requested_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the owner asked for a person (null: not waiting)."
+    )
+
+
+class QueueQuerySerializer(StrictSerializer):
+    q = serializers.CharField(
+        required=False, allow_blank=True, max_length=150, help_text="Part of a username."
+    )
+
+
+class QueueItemSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    title = serializers.CharField()
+    user = serializers.CharField(help_text="The owner's display name, else username.")
+    username = serializers.CharField()
+    handoff_requested_at = serializers.DateTimeField()
+    operators = serializers.ListField(child=serializers.CharField())
+    message_count = serializers.IntegerField()
+    last_message_at = serializers.DateTimeField(allow_null=True)
+    preview = serializers.CharField()
+
+
+class QueueSerializer(serializers.Serializer):
+    results = QueueItemSerializer(many=True)
+    waiting = serializers.IntegerField(help_text="Conversations no operator has joined yet.")
 
 
 class StopSerializer(serializers.Serializer):

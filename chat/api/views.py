@@ -270,12 +270,14 @@ class MessageListView(APIView):
         ),
     )
     def get(self, request, session_id):
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_readable(user=request.user, session_id=session_id)
         query = parse(s.MessagePageQuerySerializer, request.query_params)
         rows, has_more = selectors.message_page(
             session=session, before_id=query.get("before"), limit=query["limit"]
         )
-        return Response({"results": messages_data(rows, request), "has_more": has_more})
+        return Response(
+            {"results": messages_data(rows, request, owner=session.user), "has_more": has_more}
+        )
 
     @extend_schema(
         operation_id="messages_create",
@@ -296,11 +298,13 @@ class MessageListView(APIView):
         description=(
             "Stores the message and a `streaming` assistant placeholder, then starts the "
             "reply. Sending into an inactive conversation makes it active. Rate limited "
-            "per user (THROTTLE_MESSAGES)."
+            "per user (THROTTLE_MESSAGES). While an operator is in the conversation the "
+            "owner's message gets no reply (`assistant_message` null); an operator who "
+            "joined it writes in person (author kind `operator`, no reply)."
         ),
     )
     def post(self, request, session_id):
-        session = selectors.session_get(user=request.user, session_id=session_id)
+        session = selectors.session_readable(user=request.user, session_id=session_id)
         data = parse(s.MessageCreateSerializer, request.data)
         reply = streaming.send_sync(
             user=request.user,
@@ -311,18 +315,20 @@ class MessageListView(APIView):
         return reply_response(reply, request)
 
 
-def messages_data(messages, request) -> list[dict]:
-    """Return API objects of one conversation's ``messages`` (with versions and ratings)."""
+def messages_data(messages, request, *, owner=None) -> list[dict]:
+    """Return API objects of one conversation's ``messages`` (with versions and ratings);
+    ``owner``: the conversation's (default: the caller)."""
     messages = [m for m in messages if m is not None]
     selectors.message_details(messages, user=request.user)
-    context = {"owner_name": request.user.get_username()}
+    context = {"owner_name": (owner or request.user).shown_name}
     return s.MessageSerializer(messages, many=True, context=context).data
 
 
 def reply_response(reply, request, *, question: bool = True) -> Response:
     """Answer a send, an edit or a regeneration: 202 with the stored messages (200 when
     this ``client_id`` was sent before)."""
-    data = messages_data([reply.user_message, reply.assistant_message], request)
+    owner = reply.session.user if reply.session.user_id != request.user.pk else None
+    data = messages_data([reply.user_message, reply.assistant_message], request, owner=owner)
     body = {"assistant_message": data[1] if reply.assistant_message else None}
     if question:
         body = {"user_message": data[0], **body}

@@ -171,12 +171,13 @@ def stop_sync(*, user, session_id) -> bool:
 
 
 async def subscribe(*, user, session_id, watcher: Watcher) -> str:
-    """Let ``watcher`` follow one of ``user``'s conversations; return its id.
+    """Let ``watcher`` follow one of ``user``'s conversations (or one they joined as an
+    operator); return its id.
 
     It gets the latest reply: a live one so far and then every frame (wherever it is
     written), or a finished one as stored (its text, then ``done`` or ``error``).
     """
-    session = await db.run(selectors.session_get, user=user, session_id=session_id)
+    session = await db.run(selectors.session_readable, user=user, session_id=session_id)
     session_key = str(session.pk)
     await follow(Engine.current(), session_key, watcher)
     return session_key
@@ -266,6 +267,22 @@ def _conversations_deleted(sender, *, session_ids, **kwargs) -> None:
 
 
 signals.conversations_deleted.connect(_conversations_deleted, dispatch_uid="parlor.streaming")
+
+
+def _conversation_news(sender, *, session_id, message=None, name="", participant=None, **kw):
+    """Tell a conversation's watchers, everywhere, what a person did in it (SPEC 4.6)."""
+    if message is not None:
+        event = events.person_message(session_id, message, name=name)
+    else:
+        event = events.participant(session_id, **participant)
+    engines = Engine.running()
+    if not engines and Engine.shared():
+        engines = [Engine.for_sync()]  # no server here: still tell the other processes
+    for engine in engines:
+        engine.loop.call_soon_threadsafe(engine.announce, event)
+
+
+signals.conversation_news.connect(_conversation_news, dispatch_uid="parlor.streaming.news")
 
 
 def settle_abandoned_sync() -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from chat.exceptions import DomainError
+from chat.rendering import render_markdown
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +24,14 @@ class Event:
 
     @classmethod
     def of(cls, body: dict) -> "Event":
-        return cls(body["type"], body.get("session", ""), body.get("message"), body, encode(body))
+        message = body.get("message")
+        if not isinstance(message, int):
+            message = None  # a ``message`` event carries a whole message, not a reply's id
+        data = encode(body)
+        if body["type"] == "participant" and "_user" in body:
+            # Whom a leave concerns, for this process and the others, not for clients.
+            data = encode({key: value for key, value in body.items() if key != "_user"})
+        return cls(body["type"], body.get("session", ""), message, body, data)
 
     @property
     def ends_reply(self) -> bool:
@@ -93,5 +101,45 @@ def session_started(reply, *, duplicate: bool = False) -> Event:
             "message": reply.assistant_message.pk if reply.assistant_message else None,
             "user_message": reply.user_message.pk,
             "duplicate": duplicate,
+        }
+    )
+
+
+def participant(session: str, *, action: str, name: str, user: int | None = None) -> Event:
+    """Someone asked for a person (``requested``), or an operator ``joined`` or ``left``;
+    ``user``: the operator who left (their sockets stop following; not sent to clients)."""
+    body = {"type": "participant", "session": session, "action": action, "name": name}
+    if user is not None:
+        body["_user"] = user
+    return Event.of(body)
+
+
+def left_by(event: Event) -> int | None:
+    """The user whose leaving ``event`` announces, or None."""
+    if event.kind == "participant" and event.body.get("action") == "left":
+        return event.body.get("_user")
+    return None
+
+
+def person_message(session: str, message, *, name: str) -> Event:
+    """A message a person wrote (the owner while an operator is in, or an operator), as
+    the watchers show it: rendered through the replies' sanitizer."""
+    kind = "operator" if message.role == "operator" else "user"
+    return Event.of(
+        {
+            "type": "message",
+            "session": session,
+            "message": {
+                "id": message.pk,
+                "session": session,
+                "role": message.role,
+                "content": message.content,
+                "html": render_markdown(message.content),
+                "status": message.status,
+                "parent": message.parent_id,
+                "author": {"kind": kind, "name": name},
+                "client_id": message.client_id,
+                "created_at": message.created_at.isoformat().replace("+00:00", "Z"),
+            },
         }
     )

@@ -51,6 +51,11 @@
     run: pane.dataset.run || "",
     urlBase: pane.dataset.urlBase || "/c/",
     readOnly: pane.dataset.readOnly === "1",
+    // An operator's view of someone's conversation (SPEC 4.6): what is sent is written
+    // in person, and the owner's messages are the other side's.
+    operator: pane.dataset.operator === "1",
+    operators: parseNames(pane.dataset.operators), // the operators in the conversation
+    handoff: pane.dataset.handoff === "1", // the owner asked for a person
     busy: false,
     outgoing: null, // the message being sent: {content, frame, user, reply, acked, draftKey}
     replies: new Map(), // message id -> Reply (the replies streaming on this page)
@@ -65,6 +70,15 @@
     signedOut: false, // the server said so: no more reconnecting, nothing sent
     stick: true, // follow the newest text while it streams
   };
+
+  function parseNames(raw) {
+    try {
+      const names = JSON.parse(raw || "[]");
+      return Array.isArray(names) ? names : [];
+    } catch (error) {
+      return [];
+    }
+  }
 
   // ---------- Characters, as the server counts them (code points) ----------
 
@@ -379,15 +393,37 @@
     if (emptyState && !list.querySelector(".msg")) list.appendChild(emptyState);
   }
 
-  function makeBubble(role, messageId) {
+  // A message's bubble; `name` is an operator's (role "operator": a person from support).
+  function makeBubble(role, messageId, name) {
     const article = document.createElement("article");
     article.className = "msg msg-" + role;
     const main = document.createElement("div");
     main.className = "msg-main";
     const label = document.createElement("h3");
     label.className = "visually-hidden";
-    label.textContent = role === "user" ? "You said" : "Assistant replied";
+    if (role === "user") {
+      label.textContent = state.operator ? (pane.dataset.ownerName || "The user") + " said" : "You said";
+    } else if (role === "operator") {
+      label.textContent = (name || "An operator") + " from support said";
+    } else {
+      label.textContent = "Assistant replied";
+    }
     main.appendChild(label);
+    if (role === "operator") {
+      const avatar = document.createElement("div");
+      avatar.className = "avatar avatar-person";
+      avatar.setAttribute("aria-hidden", "true");
+      avatar.textContent = (name || "?").charAt(0).toUpperCase();
+      article.appendChild(avatar);
+      const author = document.createElement("p");
+      author.className = "msg-author";
+      author.textContent = (name || "An operator") + " ";
+      const tag = document.createElement("span");
+      tag.className = "msg-author-role";
+      tag.textContent = "· support";
+      author.appendChild(tag);
+      main.appendChild(author);
+    }
     if (role === "assistant") {
       const avatar = document.createElement("div");
       avatar.className = "avatar";
@@ -599,6 +635,12 @@
       case "error":
         onError(event);
         break;
+      case "participant":
+        onParticipant(event);
+        break;
+      case "message":
+        onPersonMessage(event);
+        break;
     }
   }
 
@@ -644,9 +686,174 @@
       refreshSidebar();
       conversationStarted(event.session, Boolean(outgoing && outgoing.frame.temporary));
       llmPickerStored(event.session);
+      refreshPeople();
     }
     refreshNotice();
   }
+
+  // ---------- People in the loop: asking for a person, operators (SPEC 4.6) ----------
+
+  const peopleLine = document.getElementById("people-line");
+  const handoffButton = document.querySelector("[data-handoff-button]");
+  const suggestButton = document.querySelector("[data-suggest]");
+
+  function csrfToken() {
+    try {
+      return JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRFToken"] || "";
+    } catch (error) {
+      return "";
+    }
+  }
+
+  // The line under the header: who is here besides the assistant, or that a person was
+  // asked for; and the "Talk to a person" button while neither.
+  function refreshPeople() {
+    let text = "";
+    if (state.operator) {
+      text = "You are answering " + (pane.dataset.ownerName || "the user") + " in person: the assistant does not reply while you are here. Leave to hand the conversation back to it.";
+    } else if (state.operators.length) {
+      const names = state.operators.join(", ");
+      text = names + " from support " + (state.operators.length > 1 ? "are" : "is") + " in this conversation: your messages go to them. The assistant is back when they leave.";
+    } else if (state.handoff) {
+      text = "You asked for a person: someone from support will join shortly. The assistant answers meanwhile.";
+    }
+    if (peopleLine && peopleLine.textContent !== text) peopleLine.textContent = text;
+    if (peopleLine) peopleLine.hidden = !text;
+    if (handoffButton) handoffButton.hidden = !state.session || state.ephemeral || state.handoff || state.operators.length > 0;
+  }
+
+  // A line in the conversation where someone joined or left (not stored: the header says
+  // who is here after a reload).
+  function eventLine(text) {
+    const line = document.createElement("p");
+    line.className = "msg-event";
+    line.textContent = text;
+    removeEmptyState();
+    list.appendChild(line);
+    scrollDown(false);
+    announce(text);
+  }
+
+  function onParticipant(event) {
+    const name = event.name || "Someone";
+    if (event.action === "requested") {
+      state.handoff = true;
+      if (!state.operator) eventLine("You asked for a person. Someone from support will join shortly.");
+    } else if (event.action === "joined") {
+      if (state.operators.indexOf(name) < 0) state.operators.push(name);
+      eventLine(name + " from support joined the conversation.");
+    } else if (event.action === "left") {
+      const at = state.operators.indexOf(name);
+      if (at >= 0) state.operators.splice(at, 1);
+      if (!state.operators.length) state.handoff = false;
+      eventLine(name + " left the conversation." + (state.operators.length ? "" : " The assistant answers again."));
+    }
+    refreshPeople();
+  }
+
+  // A message a person wrote (the owner while an operator is here, or an operator), sent
+  // from elsewhere: shown as the page shows it after a reload. One sent from this page is
+  // shown already (its client_id, or its id once the server named it).
+  function onPersonMessage(event) {
+    const message = event.message;
+    if (!message || !message.id || document.getElementById("msg-" + message.id)) return;
+    const outgoing = state.outgoing;
+    if (outgoing && message.client_id && outgoing.frame.client_id === message.client_id) return;
+    const operator = message.role === "operator";
+    const name = message.author && message.author.name;
+    const bubble = makeBubble(operator ? "operator" : "user", message.id, name);
+    if (!operator) bubble.dataset.raw = message.content;
+    // Rendered as the page renders a message it sends (markdown-it, then DOMPurify).
+    bubble.querySelector(".msg-body").innerHTML = Markdown.html(message.content);
+    addActions(bubble);
+    enhanceCode(bubble);
+    scrollDown(false);
+    if (operator && !state.operator) announce(name + " from support replied.");
+  }
+
+  if (handoffButton) {
+    handoffButton.addEventListener("click", function () {
+      if (!state.session) return;
+      handoffButton.disabled = true;
+      fetch("/api/sessions/" + state.session + "/handoff/", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), Accept: "application/json" },
+      })
+        .then(function (response) {
+          return response.json().then(function (body) {
+            if (!response.ok) throw new Error((body && body.error && body.error.message) || "");
+            state.handoff = Boolean(body.handoff_requested_at) || state.handoff;
+            refreshPeople();
+          });
+        })
+        .catch(function (error) {
+          showProblem(error.message || "Could not ask for a person: please try again.");
+        })
+        .finally(function () {
+          handoffButton.disabled = false;
+        });
+    });
+  }
+
+  // "Suggest a reply" (operators): the assistant drafts one, streamed into the composer
+  // for the operator to edit and send. Nothing is stored or shown to the owner.
+  if (suggestButton) {
+    suggestButton.addEventListener("click", function () {
+      suggest().catch(function () {
+        showProblem("No suggestion: the connection failed. Please try again.");
+      });
+    });
+  }
+
+  async function suggest() {
+    showProblem("");
+    suggestButton.disabled = true;
+    const label = suggestButton.textContent;
+    suggestButton.textContent = "Suggesting…";
+    input.value = "";
+    try {
+      const response = await fetch("/api/sessions/" + state.session + "/suggest/", {
+        method: "POST",
+        credentials: "same-origin",
+        headers: { "X-CSRFToken": csrfToken(), Accept: "text/event-stream" },
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(function () {
+          return null;
+        });
+        showProblem((body && body.error && body.error.message) || "No suggestion: please try again.");
+        return;
+      }
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffer = "";
+      for (;;) {
+        const chunk = await reader.read();
+        if (chunk.done) break;
+        buffer += decoder.decode(chunk.value, { stream: true });
+        let cut;
+        while ((cut = buffer.indexOf("\n\n")) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          block.split("\n").forEach(function (line) {
+            if (!line.startsWith("data: ")) return;
+            const event = JSON.parse(line.slice(6));
+            if (event.type === "token") input.value += event.content || "";
+            else if (event.type === "done") input.value = event.content || input.value;
+            else if (event.type === "error") showProblem(event.error || "No suggestion.");
+          });
+        }
+      }
+    } finally {
+      suggestButton.disabled = false;
+      suggestButton.textContent = label;
+      input.dispatchEvent(new Event("input"));
+      input.focus();
+    }
+  }
+
+  refreshPeople();
 
   // ---------- Temporary chats and the Share menu ----------
 
@@ -931,7 +1138,7 @@
           if (chosenLlm) frame.llm = chosenLlm;
         }
       }
-      mine = makeBubble("user");
+      mine = state.operator ? makeBubble("operator", null, "You") : makeBubble("user");
       mine.dataset.raw = content;
       // Rendered as the server renders it after a reload.
       mine.querySelector(".msg-body").innerHTML = Markdown.html(content);
@@ -1251,7 +1458,10 @@
     if (!bubble || !bubble.dataset.messageId || bubble.querySelector(".msg-actions")) return;
     const bar = document.createElement("div");
     bar.className = "msg-actions";
-    if (bubble.classList.contains("msg-user")) {
+    if (state.operator || bubble.classList.contains("msg-operator")) {
+      // An operator's message, or the operator's view: copied, not edited or rated.
+      bar.append(actionButton("Copy", "Copy message", "data-copy"));
+    } else if (bubble.classList.contains("msg-user")) {
       bar.append(actionButton("Copy", "Copy message", "data-copy"), actionButton("Edit", "Edit message", "data-edit"));
     } else {
       bar.append(actionButton("Copy", "Copy reply", "data-copy"), actionButton("Regenerate", "Regenerate reply", "data-regenerate"));

@@ -32,6 +32,9 @@ EVENT_FIELDS = {
     "title": {"session", "title"},
     "done": {"session", "message", "html", "usage"},
     "error": {"error"},
+    # SPEC 4.6 (operators): a stream open while people come and go, or write, carries them.
+    "participant": {"session", "action", "name"},
+    "message": {"session", "message"},
 }
 
 

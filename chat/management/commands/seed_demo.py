@@ -20,6 +20,10 @@ DEMO_USERNAME = "demo"
 DEFAULT_PASSWORD = "parlor-demo"
 ADMIN_USERNAME = "admin"
 DEFAULT_ADMIN_PASSWORD = "parlor-admin"
+# A person from support (SPEC 4.6): the operator role, no staff access.
+OPERATOR_USERNAME = "support"
+OPERATOR_DISPLAY_NAME = "Sam"
+DEFAULT_OPERATOR_PASSWORD = "parlor-support"
 # Fixed ids make the conversations idempotent through conversation_start's client UUID.
 SEED_NAMESPACE = uuid.UUID("6f1d1c52-4b7e-4f0e-9a43-2f1c0c5d7a10")
 RUN_START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -230,8 +234,13 @@ class Command(BaseCommand):
             "--admin", action="store_true", help="also create a staff superuser 'admin'"
         )
         parser.add_argument("--admin-password", default=DEFAULT_ADMIN_PASSWORD)
+        parser.add_argument(
+            "--operator-password",
+            default=DEFAULT_OPERATOR_PASSWORD,
+            help=f"password of the operator login '{OPERATOR_USERNAME}'",
+        )
 
-    def handle(self, *args, password, admin, admin_password, **options):
+    def handle(self, *args, password, admin, admin_password, operator_password, **options):
         user = self._user(DEMO_USERNAME, password)
         models = [self._model(user, fields) for fields in MODELS]
         run = self._run(user, models[0])
@@ -241,6 +250,14 @@ class Command(BaseCommand):
             f"{len(CONVERSATIONS)} conversations ({created} new)."
         )
         self.stdout.write(self.style.SUCCESS(f"Demo login: {DEMO_USERNAME} / {password}"))
+        operator = self._user(OPERATOR_USERNAME, operator_password)
+        if not operator.display_name:
+            operator.display_name = OPERATOR_DISPLAY_NAME
+            operator.save(update_fields=["display_name"])
+        services.operator_role_set(user=operator, granted=True)
+        self.stdout.write(
+            f"Operator login (answers at /operator/): {OPERATOR_USERNAME} / {operator_password}"
+        )
         if admin:
             self._user(ADMIN_USERNAME, admin_password, staff=True)
             self.stdout.write(
