@@ -139,8 +139,18 @@ def _context_rows_limit() -> int:
     return 2 * (settings.SUMMARY_THRESHOLD + settings.SUMMARY_EVERY) + settings.CONTEXT_MESSAGES
 
 
+def recent_read(session: ChatSession) -> tuple[int | None, int]:
+    """Return (after_id, limit) of the messages a reply's context reads in ``session``
+    (``sql.recent_messages``): those after what its summary covers, at most the limit."""
+    return (session.summary_until_id if session.summary else None), _context_rows_limit()
+
+
 def reply_context(
-    *, session: ChatSession, message_id: int, first_question: Message | None = None
+    *,
+    session: ChatSession,
+    message_id: int,
+    first_question: Message | None = None,
+    recent: list[tuple[str, str]] | None = None,
 ) -> ReplyContext:
     """Return the LLM input for the reply ``message_id`` (the streaming placeholder).
 
@@ -149,7 +159,8 @@ def reply_context(
     covers those), newest kept within CONTEXT_TOKEN_BUDGET. ``session`` comes with its
     model and run (``reply_start`` loads them); one indexed query reads the messages, or
     none when the caller knows the question is the conversation's first
-    (``first_question``).
+    (``first_question``) or has read them (``recent``: ``sql.recent_messages``'s rows,
+    read after the reply's placeholder was stored, as ``recent_read`` says).
     """
     messages = [{"role": "system", "content": system_prompt(session)}]
     if session.summary:
@@ -161,26 +172,26 @@ def reply_context(
         )
     if first_question is not None:
         rows = [(first_question.role, first_question.content, "")]
+    elif recent is not None:
+        rows = recent
     else:
+        after_id, limit = recent_read(session)
         rows = sql.recent_messages(
-            session_id=session.pk,
-            exclude_id=message_id,
-            after_id=session.summary_until_id if session.summary else None,
-            limit=_context_rows_limit(),
+            session_id=session.pk, exclude_id=message_id, after_id=after_id, limit=limit
         )
     budget = settings.CONTEXT_TOKEN_BUDGET * CHARS_PER_TOKEN - sum(
         len(m["content"]) for m in messages
     )
-    recent = []
+    kept = []
     for role, content, author_name in rows:
         budget -= len(content)
-        if budget < 0 and recent:
+        if budget < 0 and kept:
             break
-        recent.append(_context_message(role, content, author_name))
-    truncated = len(recent) < len(rows) or len(rows) >= _context_rows_limit()
+        kept.append(_context_message(role, content, author_name))
+    truncated = len(kept) < len(rows) or len(rows) >= _context_rows_limit()
     if truncated:
         messages.append({"role": "system", "content": TRUNCATED_NOTE})
-    messages.extend(reversed(recent))
+    messages.extend(reversed(kept))
     return ReplyContext(
         messages=messages,
         model=session.effective_llm,

@@ -32,7 +32,7 @@ from accounts import selectors as account_selectors
 from accounts import services as account_services
 from models_app.models import Model, Run
 
-from . import metrics, selectors, signals, sql, usage
+from . import metrics, prompting, selectors, signals, sql, usage
 from .exceptions import (
     ClientIdTaken,
     ConversationNotFound,
@@ -266,10 +266,6 @@ def _create_session(
 
     Its LLM is ``llm`` (checked by the caller), else ``_default_llm``'s.
     """
-    if not temporary:
-        _deactivate_context(
-            user=user, model_id=model.pk if model else None, run_id=run.pk if run else None
-        )
     session = sql.insert_session(
         session_id=session_id or uuid.uuid4(),
         user_id=user.pk,
@@ -279,6 +275,7 @@ def _create_session(
         at=timezone.now(),
         temporary=temporary,
         llm=llm or _default_llm(user=user, model=model),
+        deactivate=not temporary,
     )
     # The model and run were read to resolve the context: no query to read them again.
     session.user, session.model, session.run = user, model, run
@@ -749,6 +746,8 @@ class Reply:
     first_message: bool
     # Replies abandoned by a dead writer that this send ended as interrupted.
     interrupted: tuple[int, ...] = ()
+    # The messages the reply's context reads, when the send read them (prompting).
+    recent: list[tuple[str, str]] | None = None
 
 
 @_retry_on_conflict
@@ -781,7 +780,8 @@ def reply_start(
     (``usage.check_quota``).
 
     One short transaction: the user lock (which serialises every send and context switch
-    of ``user``), the session with its streaming reply, two inserts and one update.
+    of ``user``), the session with its streaming reply and current leaf, two inserts and
+    one update (on PostgreSQL two round trips: ``sql.lock_and_read``, ``sql.insert_turn``).
     The caller starts the generation once this returns (the transaction has committed).
     """
     content = check_message_content(content)
@@ -820,9 +820,18 @@ def _reply_start(
 ) -> Reply:
     model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     with transaction.atomic():
-        own_quota = sql.lock_sender(user)
+        if session_id is None and temporary:
+            own_quota, target = sql.lock_sender(user), None
+        else:
+            # The conversation named, else the context's active one.
+            own_quota, target = sql.lock_and_read(
+                user,
+                session_id=session_id,
+                model_id=model_pk,
+                run_id=run_pk,
+                lease_cutoff=lease_cutoff,
+            )
         if session_id is not None:
-            target = sql.session_by_id(session_id, lease_cutoff=lease_cutoff)
             if target is not None and target.session.user_id != user.pk:
                 raise _AnotherOwner()
             if target is not None and (
@@ -832,12 +841,6 @@ def _reply_start(
                 raise InvalidContext(
                     "That conversation belongs to another context.", field="session"
                 )
-        elif temporary:
-            target = None
-        else:
-            target = sql.session_active(
-                user_id=user.pk, model_id=model_pk, run_id=run_pk, lease_cutoff=lease_cutoff
-            )
         created = target is None
         if created:
             session = _create_session(
@@ -1004,47 +1007,35 @@ def _store_turn(
     answering = session.effective_llm
     now = timezone.now()
     replied_at = now + timedelta(microseconds=1)
-    if question is None:
-        user_message = sql.insert_message(
-            session_id=session.pk,
-            role=Message.Role.USER,
-            content=content,
-            status=Message.Status.COMPLETE,
-            client_id=client_id,
-            parent_id=edited.parent_id if edited else None,
-            after_leaf=edited is None,
-            at=now,
-        )
-    else:
-        user_message = question
     if in_person:
-        assistant_message = None
         replied_at = now
-        _announce_on_commit(session.pk, message=user_message, name=user.shown_name)
-    else:
-        assistant_message = sql.insert_message(
-            session_id=session.pk,
-            role=Message.Role.ASSISTANT,
-            content="",
-            status=Message.Status.STREAMING,
-            llm=answering,
-            parent_id=user_message.pk,
-            at=replied_at,
-            written_at=now,
-        )
     added = (1 if question is None else 0) + (0 if in_person else 1)
-    title = None if session.title else provisional_title(user_message.content)
-    preview = _preview(user_message.content)
-    sql.session_after_send(
+    asked = question.content if question is not None else content
+    title = None if session.title else provisional_title(asked)
+    preview = _preview(asked)
+    if question is not None:
+        parent_id = question.pk
+    else:
+        parent_id = edited.parent_id if edited else target.leaf_id
+    user_message, assistant_message, recent = sql.insert_turn(
         session_id=session.pk,
-        added=added,
-        at=replied_at,
-        written_at=now,
+        question=content if question is None else None,
+        client_id=client_id,
+        parent_id=parent_id,
+        reply_llm=answering,
+        at=now,
+        replied_at=replied_at,
         preview=preview,
         title=title,
         activate=activate,
         llm=chosen,
+        # The reply's context reads no message when this is the first question.
+        recent=None if first_message or in_person else prompting.recent_read(session),
+        reply=not in_person,
     )
+    user_message = user_message or question
+    if in_person:
+        _announce_on_commit(session.pk, message=user_message, name=user.shown_name)
     session.message_count += added
     session.last_message_at = session.activity_at = replied_at
     session.updated_at = now
@@ -1053,7 +1044,14 @@ def _store_turn(
     if activate:
         session.is_active, session.archived = True, False
     return Reply(
-        session, user_message, assistant_message, created, False, first_message, interrupted
+        session,
+        user_message,
+        assistant_message,
+        created,
+        False,
+        first_message,
+        interrupted,
+        recent,
     )
 
 
@@ -1376,7 +1374,8 @@ def reply_finish(
 
     ``content=None`` keeps the text saved so far. The conversation's token totals, its
     last LLM and its preview follow the reply, and its tokens are added to the owner's
-    usage of today (UTC) with its LLM (chat.usage): one upsert in the same transaction.
+    usage of today (UTC) with its LLM (chat.usage), atomically: on PostgreSQL one
+    statement, with no transaction of its own (``sql.finish_reply``).
     """
     if status == Message.Status.STREAMING:
         raise ValueError("a finished reply cannot be streaming")
@@ -1387,24 +1386,19 @@ def reply_finish(
         fields.update(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
     if tools_used is not None:
         fields["tools_used"] = tools_used
+    finish = functools.partial(
+        sql.finish_reply,
+        message_id=message_id,
+        fields=fields,
+        prompt_tokens=prompt_tokens or 0,
+        completion_tokens=completion_tokens or 0,
+        preview=_preview(content) if content else None,
+        day=usage.today(),
+    )
+    if sql.finish_is_one_statement():
+        return finish()
     with transaction.atomic():
-        if not sql.finish_message(message_id=message_id, fields=fields):
-            return False
-        if prompt_tokens or completion_tokens or content:
-            sql.session_after_finish(
-                message_id=message_id,
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens or 0,
-                preview=_preview(content) if content else None,
-            )
-        if prompt_tokens or completion_tokens:
-            sql.add_usage(
-                message_id=message_id,
-                day=usage.today(),
-                prompt_tokens=prompt_tokens or 0,
-                completion_tokens=completion_tokens or 0,
-            )
-    return True
+        return finish()
 
 
 def reply_interrupt(*, message_id: int) -> bool:

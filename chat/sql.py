@@ -48,21 +48,27 @@ _BOOLEAN_FIELDS = tuple(
     for index, name in enumerate(SESSION_FIELDS)
     if name in ("is_active", "archived", "temporary")
 )
+# The current leaf (the newest message of the path: what a new question follows) comes
+# with the row, one probe of the path's index, so that the question's INSERT needs none.
 _SELECT_SESSION = (
     "SELECT "
     + ", ".join(f"s.{name}" for name in SESSION_FIELDS)
-    + f", m.id, m.updated_at < %s FROM {SESSION} s"
+    + f", m.id, m.updated_at < %s, (SELECT id FROM {MESSAGE} WHERE session_id = s.id"
+    " AND on_path = %s ORDER BY created_at DESC, id DESC LIMIT 1)"
+    f" FROM {SESSION} s"
     f" LEFT JOIN {MESSAGE} m ON m.session_id = s.id AND m.status = '{STREAMING}'"
 )
 
 
 @dataclass
 class SendTarget:
-    """The conversation a message goes to, and the reply streaming in it, if any."""
+    """The conversation a message goes to, the reply streaming in it, if any, and its
+    current leaf (None: an empty path)."""
 
     session: ChatSession
     streaming_id: int | None
     streaming_abandoned: bool
+    leaf_id: int | None = None
 
 
 def _uuid_param(value):
@@ -83,8 +89,17 @@ def _target(row) -> SendTarget | None:
         values[index] = bool(values[index])
     # The other fields are deferred: reading one loads it, nothing reads a stale default.
     session = ChatSession.from_db(connection.alias, list(SESSION_FIELDS), values)
-    streaming_id, lapsed = row[len(SESSION_FIELDS) :]
-    return SendTarget(session, streaming_id, bool(lapsed))
+    streaming_id, lapsed, leaf_id = row[len(SESSION_FIELDS) :]
+    return SendTarget(session, streaming_id, bool(lapsed), leaf_id)
+
+
+def _one_round_trip() -> bool:
+    """Whether statements may be joined: PostgreSQL's data-modifying WITH, and several
+    statements in one query (client-side binding, Django's default with psycopg 3: the
+    simple query protocol runs them in order, each with a snapshot of its own)."""
+    return connection.vendor == "postgresql" and not connection.settings_dict.get(
+        "OPTIONS", {}
+    ).get("server_side_binding")
 
 
 USER = connection.ops.quote_name("accounts_user")
@@ -119,14 +134,62 @@ def lock_sender(user) -> int | None:
     return row[0] if row else None
 
 
+def _by_id(session_id: uuid.UUID, lease_cutoff: datetime) -> tuple[str, list]:
+    return _SELECT_SESSION + " WHERE s.id = %s", [
+        _time_param(lease_cutoff),
+        True,
+        _uuid_param(session_id),
+    ]
+
+
+def _active(user_id: int, model_id, run_id, lease_cutoff: datetime) -> tuple[str, list]:
+    condition, params = _in_context("s", user_id, model_id, run_id)
+    return _SELECT_SESSION + f" WHERE {condition} AND s.is_active", [
+        _time_param(lease_cutoff),
+        True,
+        *params,
+    ]
+
+
 def session_by_id(session_id: uuid.UUID, *, lease_cutoff: datetime) -> SendTarget | None:
     """Return the conversation ``session_id`` (anyone's: the caller checks the owner)."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            _SELECT_SESSION + " WHERE s.id = %s",
-            [_time_param(lease_cutoff), _uuid_param(session_id)],
-        )
+        cursor.execute(*_by_id(session_id, lease_cutoff))
         return _target(cursor.fetchone())
+
+
+def lock_and_read(
+    user,
+    *,
+    session_id: uuid.UUID | None = None,
+    model_id: int | None = None,
+    run_id: int | None = None,
+    lease_cutoff: datetime,
+) -> tuple[int | None, SendTarget | None]:
+    """``lock_sender``, then ``session_by_id(session_id)`` or, without it, the context's
+    active conversation: return (the sender's own quota, the conversation or None).
+
+    On PostgreSQL both go in one round trip: two statements of one query, the read's
+    snapshot taken once the lock is held (so it sees every send committed before), as
+    when they are two queries.
+    """
+    if session_id is not None:
+        read, read_params = _by_id(session_id, lease_cutoff)
+    else:
+        read, read_params = _active(user.pk, model_id, run_id, lease_cutoff)
+    if not (_one_round_trip() and connection.features.has_select_for_update):
+        own_quota = lock_sender(user)
+        with connection.cursor() as cursor:
+            cursor.execute(read, read_params)
+            return own_quota, _target(cursor.fetchone())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE; {read}",
+            [user.pk, *read_params],
+        )
+        locked = cursor.fetchone()
+        cursor.nextset()
+        return (locked[0] if locked else None), _target(cursor.fetchone())
 
 
 def _in_context(alias: str, user_id: int, model_id, run_id) -> tuple[str, list]:
@@ -145,28 +208,21 @@ def _in_context(alias: str, user_id: int, model_id, run_id) -> tuple[str, list]:
     return " AND ".join(parts), params
 
 
-def session_active(
-    *, user_id: int, model_id: int | None, run_id: int | None, lease_cutoff: datetime
-) -> SendTarget | None:
-    """Return the active conversation of a context (general, a model, a run)."""
-    condition, params = _in_context("s", user_id, model_id, run_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _SELECT_SESSION + f" WHERE {condition} AND s.is_active",
-            [_time_param(lease_cutoff), *params],
-        )
-        return _target(cursor.fetchone())
-
-
-def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
-    """Make no conversation of a context active (but ``keep_id``)."""
+def _deactivation(*, user_id: int, model_id, run_id, keep_id=None) -> tuple[str, list]:
     condition, params = _in_context(SESSION, user_id, model_id, run_id)
     sql = f"UPDATE {SESSION} SET is_active = %s WHERE {condition} AND is_active"
     if keep_id is not None:
         sql += " AND id <> %s"
         params.append(_uuid_param(keep_id))
+    return sql, [False, *params]
+
+
+def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
+    """Make no conversation of a context active (but ``keep_id``)."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, [False, *params])
+        cursor.execute(
+            *_deactivation(user_id=user_id, model_id=model_id, run_id=run_id, keep_id=keep_id)
+        )
 
 
 def insert_session(
@@ -179,18 +235,27 @@ def insert_session(
     at: datetime,
     llm: str = "",
     temporary: bool = False,
+    deactivate: bool = False,
 ) -> ChatSession:
     """Insert a new conversation (every column given) and return it: the active one of its
-    context, or an inactive ``temporary`` one.
+    context, or an inactive ``temporary`` one. With ``deactivate``, the context's active
+    one is made inactive first (``deactivate_context``; on PostgreSQL in the same query:
+    two statements, the INSERT after the UPDATE).
 
     A column added to ChatSession without a database default must be added here too:
     every send test fails until it is.
     """
     title_source = ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL
     when = _time_param(at)
+    first, first_params = "", []
+    if deactivate and _one_round_trip():
+        first, first_params = _deactivation(user_id=user_id, model_id=model_id, run_id=run_id)
+        first += "; "
+    elif deactivate:
+        deactivate_context(user_id=user_id, model_id=model_id, run_id=run_id)
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
+            f"{first}INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
             " is_active, pinned, archived, detached_label, summary, summary_until_id,"
             " summary_message_count, preview, created_at, updated_at, last_message_at,"
             " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
@@ -198,6 +263,7 @@ def insert_session(
             " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', NULL, 0, '', %s, %s, NULL,"
             " %s, 0, 0, 0, '', '', %s, %s, NULL)",
             [
+                *first_params,
                 _uuid_param(session_id),
                 user_id,
                 model_id,
@@ -230,55 +296,28 @@ def insert_session(
     )
 
 
-def insert_message(
-    *,
-    session_id: uuid.UUID,
-    role: str,
-    content: str,
-    status: str,
-    at: datetime,
-    llm: str = "",
-    client_id: str | None = None,
-    parent_id: int | None = None,
-    after_leaf: bool = False,
-    written_at: datetime | None = None,
-) -> Message:
-    """Insert one message on the current path (every column's default) and return it.
+_INSERT_MESSAGE = (
+    f"INSERT INTO {MESSAGE} (session_id, role, content, status, error, llm, prompt_tokens,"
+    " completion_tokens, tools_used, client_id, parent_id, on_path, created_at, updated_at)"
+)
 
-    Its parent is ``parent_id``, or with ``after_leaf`` the current leaf (the newest
-    message of the path, read in the same statement; none in an empty conversation).
+
+def _message_values(
+    *, session_id, role, content, status, llm, client_id, parent_id, at, written_at
+) -> tuple[str, list]:
+    """Return the values of one new message of the current path and their parameters.
+
+    ``parent_id`` is its parent's id, or a str: the SQL that gives it (a column).
     """
-    written_at = written_at or at
-    if after_leaf:
-        parent = (
-            f"(SELECT id FROM {MESSAGE} WHERE session_id = %s AND on_path = %s"
-            " ORDER BY created_at DESC, id DESC LIMIT 1)"
-        )
-        parent_params = [_uuid_param(session_id), True]
-    else:
-        parent, parent_params = "%s", [parent_id]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {MESSAGE} (session_id, role, content, status, error, llm,"
-            " prompt_tokens, completion_tokens, tools_used, client_id, parent_id, on_path,"
-            " created_at, updated_at)"
-            f" VALUES (%s, %s, %s, %s, '', %s, NULL, NULL, %s, %s, {parent}, %s, %s, %s)"
-            " RETURNING id, parent_id",
-            [
-                _uuid_param(session_id),
-                role,
-                content,
-                status,
-                llm,
-                "[]",
-                client_id,
-                *parent_params,
-                True,
-                _time_param(at),
-                _time_param(written_at),
-            ],
-        )
-        pk, parent_id = cursor.fetchone()
+    parent = parent_id if isinstance(parent_id, str) else "%s"
+    params = [_uuid_param(session_id), role, content, status, llm, "[]", client_id]
+    if parent == "%s":
+        params.append(parent_id)
+    params += [True, _time_param(at), _time_param(written_at)]
+    return f"%s, %s, %s, %s, '', %s, NULL, NULL, %s, %s, {parent}, %s, %s, %s", params
+
+
+def _message(*, pk, session_id, role, content, status, llm, client_id, parent_id, at, written_at):
     return Message(
         id=pk,
         session_id=session_id,
@@ -294,19 +333,19 @@ def insert_message(
     )
 
 
-def session_after_send(
+def _after_send(
     *,
     session_id: uuid.UUID,
-    added: int = 2,
+    added: int,
     at: datetime,
     written_at: datetime,
     preview: str,
     title: str | None,
     activate: bool,
-    llm: str | None = None,
-) -> None:
-    """Count a question and its reply placeholder (``added`` messages) on the conversation
-    (and with ``llm``, make it the conversation's LLM)."""
+    llm: str | None,
+) -> tuple[str, list]:
+    """Return the UPDATE that counts a turn's ``added`` messages on the conversation (and
+    with ``llm``, makes it the conversation's LLM), and its parameters."""
     sets = [
         "message_count = message_count + %s",
         "last_message_at = %s",
@@ -326,8 +365,192 @@ def session_after_send(
         sets.append("llm = %s")
         params.append(llm)
     params.append(_uuid_param(session_id))
+    return f"UPDATE {SESSION} SET {', '.join(sets)} WHERE id = %s", params
+
+
+def session_after_send(
+    *,
+    session_id: uuid.UUID,
+    added: int = 2,
+    at: datetime,
+    written_at: datetime,
+    preview: str,
+    title: str | None,
+    activate: bool,
+    llm: str | None = None,
+) -> None:
+    """Count ``added`` new messages on the conversation (``_after_send``'s UPDATE)."""
     with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {SESSION} SET {', '.join(sets)} WHERE id = %s", params)
+        cursor.execute(
+            *_after_send(
+                session_id=session_id,
+                added=added,
+                at=at,
+                written_at=written_at,
+                preview=preview,
+                title=title,
+                activate=activate,
+                llm=llm,
+            )
+        )
+
+
+def insert_turn(
+    *,
+    session_id: uuid.UUID,
+    question: str | None,
+    client_id: str | None,
+    parent_id: int | None,
+    reply_llm: str,
+    at: datetime,
+    replied_at: datetime,
+    preview: str,
+    title: str | None,
+    activate: bool,
+    llm: str | None = None,
+    recent: tuple[int | None, int] | None = None,
+    reply: bool = True,
+) -> tuple[Message | None, Message | None, list[tuple[str, str, str]] | None]:
+    """Insert a turn on the current path and count it on the conversation: the question
+    ``question`` (a child of ``parent_id``: the current leaf, or an edited question's
+    parent) and a ``streaming`` reply to it; with ``question`` None, only the reply, a
+    child of ``parent_id`` (a regeneration); without ``reply`` only the question (an
+    operator answers it). Return (the question or None, the reply or None, the recent
+    messages or None).
+
+    The conversation's counters, times, ``preview``, ``title`` (None: kept), activation
+    and LLM (``llm``; None: kept) follow (``_after_send``). The question is written at
+    ``at``, the reply created at ``replied_at`` (after it on the path) and written at
+    ``at``. On PostgreSQL it is one statement (data-modifying WITH: the reply's INSERT
+    reads the question's id from the question's, so its id is drawn after); on SQLite,
+    up to three.
+
+    With ``recent`` (``after_id``, ``limit``), PostgreSQL also returns what
+    ``recent_messages`` would answer once the turn is stored (the reply's placeholder is
+    empty, so left out): a second statement of the same query, with a snapshot of its
+    own that sees the turn. Elsewhere the recent messages are None: read them after.
+    """
+    if question is None and not reply:
+        raise ValueError("a turn stores a question, a reply or both")
+    added = (question is not None) + reply
+    update, update_params = _after_send(
+        session_id=session_id,
+        added=added,
+        at=replied_at,
+        written_at=at,
+        preview=preview,
+        title=title,
+        activate=activate,
+        llm=llm,
+    )
+    joined = _one_round_trip()
+
+    def values(role, content, status, llm, client_id, parent_id, at_):
+        return _message_values(
+            session_id=session_id,
+            role=role,
+            content=content,
+            status=status,
+            llm=llm,
+            client_id=client_id,
+            parent_id=parent_id,
+            at=at_,
+            written_at=at,
+        )
+
+    def reply_values(parent):
+        return values(Message.Role.ASSISTANT, "", STREAMING, reply_llm, None, parent, replied_at)
+
+    then, then_params = "", []
+    if joined and recent is not None:
+        then, then_params = _recent(
+            session_id=session_id, exclude_id=None, after_id=recent[0], limit=recent[1]
+        )
+        then = "; " + then
+    question_id = reply_id = rows = None
+    with connection.cursor() as cursor:
+        if not reply:
+            question_sql, question_params = values(
+                Message.Role.USER, question, Message.Status.COMPLETE, "", client_id, parent_id, at
+            )
+            if joined:
+                cursor.execute(
+                    f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
+                    f" u AS ({update}) SELECT id FROM q{then}",
+                    [*question_params, *update_params, *then_params],
+                )
+            else:
+                cursor.execute(
+                    f"{_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id", question_params
+                )
+            question_id = cursor.fetchone()[0]
+        elif question is None:
+            reply_sql, reply_params = reply_values(parent_id)
+            if joined:
+                cursor.execute(
+                    f"WITH r AS ({_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id),"
+                    f" u AS ({update}) SELECT id FROM r{then}",
+                    [*reply_params, *update_params, *then_params],
+                )
+            else:
+                cursor.execute(f"{_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id", reply_params)
+            reply_id = cursor.fetchone()[0]
+        else:
+            question_sql, question_params = values(
+                Message.Role.USER, question, Message.Status.COMPLETE, "", client_id, parent_id, at
+            )
+            if joined:
+                # The reply's parent is the question's id, from the INSERT it reads.
+                reply_sql, reply_params = reply_values("q.id")
+                cursor.execute(
+                    f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
+                    f" r AS ({_INSERT_MESSAGE} SELECT {reply_sql} FROM q RETURNING id),"
+                    f" u AS ({update}) SELECT q.id, r.id FROM q, r{then}",
+                    [*question_params, *reply_params, *update_params, *then_params],
+                )
+                question_id, reply_id = cursor.fetchone()
+            else:
+                cursor.execute(
+                    f"{_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id", question_params
+                )
+                question_id = cursor.fetchone()[0]
+                reply_sql, reply_params = reply_values(question_id)
+                cursor.execute(f"{_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id", reply_params)
+                reply_id = cursor.fetchone()[0]
+        if not joined:
+            cursor.execute(update, update_params)
+        elif then:
+            cursor.nextset()
+            rows = cursor.fetchall()
+    asked = None
+    if question is not None:
+        asked = _message(
+            pk=question_id,
+            session_id=session_id,
+            role=Message.Role.USER,
+            content=question,
+            status=Message.Status.COMPLETE,
+            llm="",
+            client_id=client_id,
+            parent_id=parent_id,
+            at=at,
+            written_at=at,
+        )
+    placeholder = None
+    if reply:
+        placeholder = _message(
+            pk=reply_id,
+            session_id=session_id,
+            role=Message.Role.ASSISTANT,
+            content="",
+            status=STREAMING,
+            llm=reply_llm,
+            client_id=None,
+            parent_id=question_id if question is not None else parent_id,
+            at=replied_at,
+            written_at=at,
+        )
+    return asked, placeholder, rows
 
 
 def set_auto_title(*, session_id, title: str) -> bool:
@@ -346,8 +569,7 @@ def set_auto_title(*, session_id, title: str) -> bool:
         return cursor.rowcount == 1
 
 
-def finish_message(*, message_id: int, fields: dict) -> bool:
-    """Set a streaming reply's final fields; return False if it was no longer streaming."""
+def _finish_sets(fields: dict) -> tuple[str, list]:
     names, params = [], []
     for name, value in fields.items():
         names.append(f"{name} = %s")
@@ -356,63 +578,90 @@ def finish_message(*, message_id: int, fields: dict) -> bool:
         elif name == "tools_used":
             value = json.dumps(value)
         params.append(value)
-    params += [message_id, STREAMING]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {MESSAGE} SET {', '.join(names)} WHERE id = %s AND status = %s", params
-        )
-        return cursor.rowcount == 1
+    return ", ".join(names), params
 
 
-def session_after_finish(
+def finish_is_one_statement() -> bool:
+    """Whether ``finish_reply`` is one statement (atomic without a transaction)."""
+    return _one_round_trip()
+
+
+def finish_reply(
     *,
     message_id: int,
+    fields: dict,
     prompt_tokens: int,
     completion_tokens: int,
     preview: str | None,
-) -> None:
-    """Add a finished reply's tokens and preview to its conversation."""
-    sets = [
-        "prompt_tokens = prompt_tokens + %s",
-        "completion_tokens = completion_tokens + %s",
-    ]
-    params: list = [prompt_tokens, completion_tokens]
-    if prompt_tokens or completion_tokens:
-        sets.append(f"last_llm = (SELECT llm FROM {MESSAGE} WHERE id = %s)")
-        params.append(message_id)
-    if preview is not None:
-        sets.append("preview = %s")
-        params.append(preview)
-    params.append(message_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {SESSION} SET {', '.join(sets)}"
-            f" WHERE id = (SELECT session_id FROM {MESSAGE} WHERE id = %s)",
-            params,
-        )
+    day: date,
+) -> bool:
+    """End a streaming reply: set its final ``fields``, then add its tokens (and
+    ``preview``, None: kept) to its conversation, and its tokens to its owner's usage of
+    ``day`` with its LLM (``UsageDay``). Return False if it was no longer streaming:
+    then nothing is written.
 
-
-def add_usage(*, message_id: int, day: date, prompt_tokens: int, completion_tokens: int) -> None:
-    """Add a finished reply's tokens to its owner's usage of ``day`` with the reply's LLM.
-
-    One upsert (PostgreSQL, and SQLite 3.24+): the row of (user, day, LLM) is created or
-    added to, atomically, however many replies finish at once.
+    The conversation is written when there are tokens or a preview (with tokens its
+    last LLM becomes the reply's), the usage when there are tokens: one upsert of the
+    (user, day, LLM) row, atomic however many replies finish at once. On PostgreSQL all
+    of it is one statement (data-modifying WITH), atomic by itself; on SQLite up to
+    three, in the caller's transaction (``finish_is_one_statement``).
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {USAGE} (user_id, date, llm, prompt_tokens, completion_tokens)"
-            f" SELECT s.user_id, %s, m.llm, %s, %s FROM {MESSAGE} m"
-            f" JOIN {SESSION} s ON s.id = m.session_id WHERE m.id = %s"
-            " ON CONFLICT (user_id, date, llm) DO UPDATE SET"
-            f" prompt_tokens = {USAGE}.prompt_tokens + excluded.prompt_tokens,"
-            f" completion_tokens = {USAGE}.completion_tokens + excluded.completion_tokens",
-            [
-                connection.ops.adapt_datefield_value(day),
-                prompt_tokens,
-                completion_tokens,
-                message_id,
-            ],
+    tokens = bool(prompt_tokens or completion_tokens)
+    sets, params = _finish_sets(fields)
+    params += [message_id, STREAMING]
+    totals = ["prompt_tokens = prompt_tokens + %s", "completion_tokens = completion_tokens + %s"]
+    totals_params: list = [prompt_tokens, completion_tokens]
+    if preview is not None:
+        totals.append("preview = %s")
+        totals_params.append(preview)
+    usage_params = [connection.ops.adapt_datefield_value(day), prompt_tokens, completion_tokens]
+    upsert = (
+        f"INSERT INTO {USAGE} (user_id, date, llm, prompt_tokens, completion_tokens) {{}}"
+        " ON CONFLICT (user_id, date, llm) DO UPDATE SET"
+        f" prompt_tokens = {USAGE}.prompt_tokens + excluded.prompt_tokens,"
+        f" completion_tokens = {USAGE}.completion_tokens + excluded.completion_tokens"
+    )
+    if finish_is_one_statement():
+        sql = (
+            f"WITH f AS (UPDATE {MESSAGE} SET {sets} WHERE id = %s AND status = %s"
+            " RETURNING session_id, llm)"
         )
+        if tokens or preview is not None:
+            if tokens:
+                totals.append("last_llm = f.llm")
+            sql += (
+                f", s AS (UPDATE {SESSION} SET {', '.join(totals)} FROM f"
+                f" WHERE {SESSION}.id = f.session_id RETURNING {SESSION}.user_id)"
+            )
+            params += totals_params
+        if tokens:
+            sql += ", u AS (" + upsert.format("SELECT s.user_id, %s, f.llm, %s, %s FROM s, f") + ")"
+            params += usage_params
+        with connection.cursor() as cursor:
+            cursor.execute(sql + " SELECT count(*) FROM f", params)
+            return cursor.fetchone()[0] == 1
+    with connection.cursor() as cursor:
+        cursor.execute(f"UPDATE {MESSAGE} SET {sets} WHERE id = %s AND status = %s", params)
+        if cursor.rowcount != 1:
+            return False
+        if tokens or preview is not None:
+            if tokens:
+                totals.append(f"last_llm = (SELECT llm FROM {MESSAGE} WHERE id = %s)")
+                totals_params.append(message_id)
+            cursor.execute(
+                f"UPDATE {SESSION} SET {', '.join(totals)}"
+                f" WHERE id = (SELECT session_id FROM {MESSAGE} WHERE id = %s)",
+                [*totals_params, message_id],
+            )
+        if tokens:
+            cursor.execute(
+                upsert.format(
+                    f"SELECT s.user_id, %s, m.llm, %s, %s FROM {MESSAGE} m"
+                    f" JOIN {SESSION} s ON s.id = m.session_id WHERE m.id = %s"
+                ),
+                [*usage_params, message_id],
+            )
+    return True
 
 
 def tokens_used(*, user_id: int, day: date) -> int:
@@ -446,20 +695,12 @@ def renew(*, message_ids: list[int], at: datetime) -> None:
         )
 
 
-def recent_messages(
-    *, session_id: uuid.UUID, exclude_id: int, after_id: int | None, limit: int
-) -> list[tuple[str, str, str]]:
-    """Return (role, content, author_name) of the current path's user, assistant and
-    operator messages, newest first.
-
-    Empty assistant messages (placeholders, failed replies with no text) are left out;
-    with ``after_id`` only messages after it. Reads the path's index
-    backwards, at most ``limit`` rows.
-    """
+def _recent(
+    *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
+) -> tuple[str, list]:
     sql = (
         f"SELECT role, content, author_name FROM {MESSAGE} WHERE session_id = %s"
-        " AND on_path = %s AND role IN (%s, %s, %s) AND id <> %s"
-        " AND NOT (role = %s AND content = '')"
+        " AND on_path = %s AND role IN (%s, %s, %s) AND NOT (role = %s AND content = '')"
     )
     params = [
         _uuid_param(session_id),
@@ -467,9 +708,11 @@ def recent_messages(
         Message.Role.USER,
         Message.Role.ASSISTANT,
         Message.Role.OPERATOR,
-        exclude_id,
         Message.Role.ASSISTANT,
     ]
+    if exclude_id is not None:
+        sql += " AND id <> %s"
+        params.append(exclude_id)
     if after_id is not None:
         # The bound on created_at makes it a range of the index: the older messages the
         # summary covers are not read at all, however many there are.
@@ -477,8 +720,23 @@ def recent_messages(
         params += [after_id, after_id]
     sql += " ORDER BY created_at DESC, id DESC LIMIT %s"
     params.append(limit)
+    return sql, params
+
+
+def recent_messages(
+    *, session_id: uuid.UUID, exclude_id: int | None, after_id: int | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """Return (role, content, author_name) of the current path's user, assistant and
+    operator messages, newest first.
+
+    Empty assistant messages (placeholders, failed replies with no text) are left out,
+    and ``exclude_id``; with ``after_id`` only messages after it. Reads the path's index
+    backwards, at most ``limit`` rows.
+    """
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(
+            *_recent(session_id=session_id, exclude_id=exclude_id, after_id=after_id, limit=limit)
+        )
         return cursor.fetchall()
 
 

@@ -2,7 +2,7 @@
 
 What counts: the prompt and completion tokens the provider reports for the replies a
 user asks for (sends, edits, regenerations), added to ``UsageDay(user, UTC day, LLM)``
-when the reply ends (``services.reply_finish``, one upsert in its transaction). The
+when the reply ends (``services.reply_finish``, one upsert with the reply's end). The
 titles and summaries Parlor makes on its own are not counted: the user did not ask for
 them and cannot avoid them.
 

@@ -114,6 +114,7 @@ def prepare(
             session=reply.session,
             message_id=placeholder.pk,
             first_question=reply.user_message if reply.first_message else None,
+            recent=reply.recent,
         )
     return Prepared(reply, context)
 
