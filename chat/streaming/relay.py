@@ -228,9 +228,10 @@ class Relay:
             mine = feed.generation
             if mine is not None and event.message == mine.message_id:
                 return  # this process writes that reply
-            if event.kind == "token":
-                feed.mirroring = True
-            feed.publish(event)
+            if not _repeats_what_the_feed_has(feed, event):
+                if event.kind == "token":
+                    feed.mirroring = True
+                feed.publish(event)
             if (answered := self.answers.get(session)) is not None:
                 answered.set()
         elif kind == "parlor.started":
@@ -276,3 +277,25 @@ class Relay:
         deadline = asyncio.get_running_loop().time() + timeout
         while not self.outbox.empty() and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.05)
+
+
+def _repeats_what_the_feed_has(feed, event: events.Event) -> bool:
+    """Whether ``event`` is a second "reply so far" of a reply this feed already mirrors.
+
+    A process can ask a reply's writer for it twice: its ``watch`` answering a late
+    ``started`` and the one a new watcher's ``request_watch`` sends. The writer answers
+    each with the text so far at offset 0, after the frames it had already sent here, so
+    the second holds exactly the text the feed has: passed on, it would show the watchers
+    their reply again from the start.
+    """
+    reply = feed.reply
+    return (
+        event.kind == "token"
+        and event.body.get("offset") == 0
+        and feed.mirroring
+        and reply is not None
+        and reply.live
+        and reply.message == event.message
+        and reply.length == len(event.body.get("content", ""))
+        and reply.text() == event.body.get("content")
+    )
