@@ -58,6 +58,9 @@ class Generation:
         self.frames = 0
         self.final: events.Event | None = None  # the done or error that ended it
         self.ttft: float | None = None
+        # Work that waits for the first token (or the end, if none comes): a new
+        # conversation's title request, so that building it does not delay the reply.
+        self.after_first_token: list = []
 
     def __repr__(self):
         return f"<Generation {self.session} message={self.message_id}>"
@@ -100,6 +103,14 @@ class Generation:
             metrics.TTFT.observe(self.ttft)
         self.sent.put(chunk, offset)
         self.engine.publish(self, events.token(self.session, self.message_id, chunk, offset))
+        if offset == 0:
+            self._first_token_sent()
+
+    def _first_token_sent(self) -> None:
+        """Start what waited for the first token (once)."""
+        waiting, self.after_first_token = self.after_first_token, []
+        for start in waiting:
+            start()
 
     def progress(self) -> str | None:
         """Return the text to save now if it changed since the last save, else None."""
@@ -148,6 +159,7 @@ class Generation:
             logger.exception("generation of message %s failed", self.message_id)
             status, error = Message.Status.ERROR, UNEXPECTED
         self.finishing = True
+        self._first_token_sent()  # none came: what waited for it starts now
         try:
             await self._finish(status, error, code)
         finally:
