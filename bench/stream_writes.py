@@ -26,7 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TOKENS = 1000
 SETTLE = 1.0
-WRITE = re.compile(r'\s*(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+# Every write of a query, wherever it stands: PostgreSQL's reply path joins statements
+# (a data-modifying WITH, two statements in one query: chat/sql.py). Not "FOR UPDATE" (a
+# lock) nor "ON CONFLICT ... DO UPDATE" (the upsert's INSERT is counted).
+WRITE = re.compile(
+    r'(?<!FOR )(?<!DO )\b(?:INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE
+)
 
 
 class _Writes:
@@ -43,11 +48,11 @@ class _Writes:
         writes = self
 
         def counting(cursor, sql, params, many, executor):
-            match = WRITE.match(sql)
-            if match:
-                table = match.group(1)
+            tables = WRITE.findall(sql)
+            if tables:
+                at = time.perf_counter()
                 with writes.lock:
-                    writes.rows.append((time.perf_counter(), table))
+                    writes.rows.extend((at, table) for table in tables)
             return original(cursor, sql, params, many, executor)
 
         utils.CursorWrapper._execute_with_wrappers = counting
