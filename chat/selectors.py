@@ -203,15 +203,20 @@ def queue_waiting() -> int:
 
 def operators_in(session_ids) -> dict:
     """Return, for each conversation, the operators in it now (users, by joining time)."""
-    rows = (
+    present: dict = {}
+    for row in _present(session_ids):
+        present.setdefault(row.session_id, []).append(row.user)
+    return present
+
+
+def _present(session_ids):
+    """The open visits of operators to these conversations, with their users, by joining
+    time."""
+    return (
         Participant.objects.filter(session_id__in=list(session_ids), left_at__isnull=True)
         .select_related("user")
         .order_by("joined_at", "pk")
     )
-    present: dict = {}
-    for row in rows:
-        present.setdefault(row.session_id, []).append(row.user)
-    return present
 
 
 def participants(*, session: ChatSession) -> list[dict]:
@@ -221,14 +226,9 @@ def participants(*, session: ChatSession) -> list[dict]:
         {"kind": "user", "name": session.user.shown_name},
         {"kind": "assistant", "name": "Assistant"},
     ]
-    rows = (
-        Participant.objects.filter(session=session, left_at__isnull=True)
-        .select_related("user")
-        .order_by("joined_at", "pk")
-    )
     people += [
         {"kind": "operator", "name": row.user.shown_name, "joined_at": row.joined_at}
-        for row in rows
+        for row in _present([session.pk])
     ]
     return people
 

@@ -124,21 +124,27 @@ def _csrf_refused(request) -> bool:
     return check.process_view(request, None, (), {}) is not None
 
 
-def _begin_with_token(raw: str, fields: dict, writing) -> tuple[object, streaming.Prepared]:
-    """Authenticate a bearer token and store the message: one unit of database work."""
-    user = token_user(raw)
-    if user is None:
-        raise InvalidToken()
-    return user, streaming.prepare(user=user, writing=writing, **fields)
-
-
-def _begin_with_session(request, fields: dict, writing) -> tuple[object, streaming.Prepared]:
+def _caller(request):
+    """Return who makes ``request`` (sync: reads the token or the session store): a
+    bearer token's user, else the session cookie's, whose request must pass the CSRF
+    check. Raise the 401 or 403 error otherwise."""
+    raw = bearer_token(request.headers.get("Authorization"))
+    if raw is not None:
+        user = token_user(raw)
+        if user is None:
+            raise InvalidToken()
+        return user
     user = getattr(request, "user", None) or _session_user(request)
     if not user.is_authenticated:
         raise NotAuthenticated()
     if _csrf_refused(request):
         raise CsrfFailed()
-    return user, streaming.prepare(user=user, writing=writing, **fields)
+    return user
+
+
+def _begin(request, fields: dict, writing) -> streaming.Prepared:
+    """Authenticate and store the message: one unit of database work."""
+    return streaming.prepare(user=_caller(request), writing=writing, **fields)
 
 
 class _Stream:
@@ -212,7 +218,7 @@ _TICK = events.Event("tick", "", None, {}, b"")
 _END = events.Event("end", "", None, {}, b"")
 
 
-@csrf_exempt  # checked in _begin_with_session for session auth; bearer tokens need none
+@csrf_exempt  # checked in _caller for session auth; bearer tokens need none
 async def stream_view(request):
     """Store the message and stream the reply as text/event-stream."""
     bind_request_id(request.headers.get(REQUEST_ID_HEADER))  # no middleware does it here
@@ -256,13 +262,7 @@ async def stream_view(request):
                 "temporary": data.get("temporary", False),
                 "llm": data.get("llm"),
             }
-        raw = bearer_token(request.headers.get("Authorization"))
-        if raw is not None:
-            _, prepared = await streaming.db.run(_begin_with_token, raw, fields, engine.writing())
-        else:
-            _, prepared = await streaming.db.run(
-                _begin_with_session, request, fields, engine.writing()
-            )
+        prepared = await streaming.db.run(_begin, request, fields, engine.writing())
     except DomainError as exc:
         return _error(exc)
     reply = prepared.reply
@@ -296,29 +296,15 @@ class NotAnOperator(DomainError):
     default_message = "Only an operator in the conversation can ask for a suggested reply."
 
 
-def _suggestion_for(user, session_id) -> prompting.ReplyContext:
-    """Check an operator's request for a draft and return the LLM input (sync)."""
+def _suggestion_for(request, session_id) -> prompting.ReplyContext:
+    """Authenticate an operator's request for a draft, check it and return the LLM
+    input: one unit of database work."""
+    user = _caller(request)
     session = selectors.session_readable(user=user, session_id=session_id)
     if session.user_id == user.pk:
         raise NotAnOperator()
     ratelimit.check_send_rate(user_id=user.pk)
     return prompting.suggestion_context(session=session, operator_name=user.shown_name)
-
-
-def _suggest_with_token(raw: str, session_id):
-    user = token_user(raw)
-    if user is None:
-        raise InvalidToken()
-    return _suggestion_for(user, session_id)
-
-
-def _suggest_with_session(request, session_id):
-    user = getattr(request, "user", None) or _session_user(request)
-    if not user.is_authenticated:
-        raise NotAuthenticated()
-    if _csrf_refused(request):
-        raise CsrfFailed()
-    return _suggestion_for(user, session_id)
 
 
 async def _draft(session: str, context: prompting.ReplyContext):
@@ -345,7 +331,7 @@ async def _draft(session: str, context: prompting.ReplyContext):
     yield b"data: " + events.encode(body) + b"\n\n"
 
 
-@csrf_exempt  # checked in _suggest_with_session for session auth; bearer tokens need none
+@csrf_exempt  # checked in _caller for session auth; bearer tokens need none
 async def suggest_view(request, session_id):
     """``POST /api/sessions/<id>/suggest/``: a draft reply for the operator, as SSE."""
     if request.method != "POST":
@@ -353,11 +339,7 @@ async def suggest_view(request, session_id):
         error.status, error.code = 405, "method_not_allowed"
         return _error(error)
     try:
-        raw = bearer_token(request.headers.get("Authorization"))
-        if raw is not None:
-            context = await streaming.db.run(_suggest_with_token, raw, session_id)
-        else:
-            context = await streaming.db.run(_suggest_with_session, request, session_id)
+        context = await streaming.db.run(_suggestion_for, request, session_id)
     except DomainError as exc:
         return _error(exc)
     draft = _draft(str(session_id), context)
