@@ -1,11 +1,12 @@
 """The one client of the LLM: the ``openai`` SDK's AsyncOpenAI, streaming (SPEC 5.1).
 
-The SDK makes the request (base URL, key, timeouts, status errors); the stream's body is
-read as raw SSE lines and each chunk parsed with orjson. Building the SDK's pydantic
-object per chunk cost more than everything else a relayed token does (bench/README.md),
-and a chunk is a small, stable JSON shape. The messages go in ``extra_body``, which the
-SDK sends as given: as ``messages=`` it walks every message of the context through its
-TypedDict transform first (12 % of the relay's CPU in a py-spy profile).
+The SDK makes the request (base URL, key, timeouts, status errors) with its ``post``
+(see ``_post``); the stream's body is read as raw SSE lines and each chunk parsed with
+orjson. Building the SDK's pydantic object per chunk cost more than everything else a
+relayed token does (bench/README.md), and a chunk is a small, stable JSON shape. The
+request body is sent as given: through ``create(messages=...)`` the SDK walks every
+message of the context through its TypedDict transform first (12 % of the relay's CPU
+in a py-spy profile).
 
 Without ``LLM_BASE_URL`` the built-in development LLM is started in-process on a free
 port and the SDK is pointed at it, so the embedded default runs the same code path as a
@@ -287,6 +288,21 @@ class _Reader:
                 entry.arguments += clean_text(function.get("arguments") or "")
 
 
+async def _post(body: dict, *, stream: bool) -> httpx2.Response:
+    """POST ``body`` to the provider's chat completions through the SDK; return the raw
+    HTTP response (its body unread when ``stream``).
+
+    The SDK's documented way to make a request of one's own (``client.post`` with
+    ``cast_to=httpx.Response``): its base URL, credentials, headers, timeouts and status
+    errors, without ``create()``'s per-request transform of the parameters and typed
+    response wrapper (a quarter of the SDK's CPU per request, which a reply pays before
+    its first token). The body goes out as given, as ``create(extra_body=...)`` sends it.
+    """
+    return await client().post(
+        "/chat/completions", cast_to=httpx2.Response, body=body, stream=stream
+    )
+
+
 async def stream_chat(
     *, messages: list[dict], model: str, tools: list | None = None, extra_body=None
 ) -> AsyncIterator[StreamEvent]:
@@ -296,41 +312,41 @@ async def stream_chat(
     the tool calls. Closing the generator (``aclosing``, or cancelling the task iterating
     it) closes the upstream HTTP stream.
     """
-    body = {"messages": messages, "stream_options": {"include_usage": True}}
+    body = {"model": model, "messages": messages, "stream": True}
+    body["stream_options"] = {"include_usage": True}
     if tools:
         body["tools"] = tools
     if extra_body:
         body.update(extra_body)
-    request = client().chat.completions.with_streaming_response.create(
-        model=model, messages=[], stream=True, extra_body=body
-    )
     reader = _Reader()
-    opened = False
+    response = None
     try:
-        async with request as response:
-            opened = True
-            async for data in response.iter_bytes():
-                text = reader.feed(data)
-                if text:
-                    yield StreamEvent(text=text)
-                if reader.error is not None:
-                    raise reader.error
-                if reader.done:
-                    break
-            if reader.tail and not reader.done:
-                text = reader.feed(b"\n")
-                if text:
-                    yield StreamEvent(text=text)
-                if reader.error is not None:
-                    raise reader.error
+        response = await _post(body, stream=True)
+        async for data in response.aiter_bytes():
+            text = reader.feed(data)
+            if text:
+                yield StreamEvent(text=text)
+            if reader.error is not None:
+                raise reader.error
+            if reader.done:
+                break
+        if reader.tail and not reader.done:
+            text = reader.feed(b"\n")
+            if text:
+                yield StreamEvent(text=text)
+            if reader.error is not None:
+                raise reader.error
     except (asyncio.CancelledError, GeneratorExit, LLMError):
         raise
     except (openai.APIConnectionError, httpx2.TransportError) as exc:
-        if not opened or isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
+        if response is None or isinstance(exc, openai.APITimeoutError | httpx2.TimeoutException):
             raise failure(exc) from exc
         raise LLMError("The connection to the language model broke off mid-reply.") from exc
     except Exception as exc:
         raise failure(exc) from exc
+    finally:
+        if response is not None:
+            await response.aclose()  # back to the pool, or closed if cut off mid-stream
     if reader.usage is not None:
         yield StreamEvent(usage=reader.usage)
     if reader.calls:
@@ -340,10 +356,8 @@ async def stream_chat(
 async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -> str:
     """Return the LLM's whole (non-streamed) answer, cleaned; raise LLMError on failure."""
     try:
-        response = await client().chat.completions.with_raw_response.create(
-            model=model, messages=[], extra_body={"messages": messages, "max_tokens": max_tokens}
-        )
-        data = _chunk(response.http_response.content)
+        body = {"model": model, "messages": messages, "max_tokens": max_tokens}
+        data = _chunk((await _post(body, stream=False)).content)
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices or not isinstance(choices[0], dict):
             raise LLMError("The language model sent an empty answer.", "malformed")
@@ -355,3 +369,10 @@ async def complete(*, messages: list[dict], model: str, max_tokens: int = 200) -
     if not isinstance(content, str):
         raise LLMError(MALFORMED, "malformed")
     return clean_text(content)
+
+
+async def aclose() -> None:
+    """Close the running loop's clients and their pooled connections (a server's
+    shutdown; a test's loop before it ends)."""
+    for found in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await found.close()

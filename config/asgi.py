@@ -16,7 +16,7 @@ from django.core.exceptions import RequestAborted  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.exception import convert_exception_to_response  # noqa: E402
 
-from chat import streaming  # noqa: E402
+from chat import llm, streaming  # noqa: E402
 from chat.auth import SameOriginValidator, TokenAuthMiddlewareStack  # noqa: E402
 from chat.routing import websocket_urlpatterns  # noqa: E402
 
@@ -96,6 +96,7 @@ async def lifespan(scope, receive, send):
             streaming.serve()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
+            await llm.aclose()  # the LLM client's pooled connections
             await send({"type": "lifespan.shutdown.complete"})
             return
 

@@ -1,3 +1,4 @@
+import asyncio
 import os
 
 import pytest
@@ -36,6 +37,17 @@ def pytest_configure(config):
             + ". Run `make test`, or pytest with DJANGO_SETTINGS_MODULE=config.settings.test"
             " and without REDIS_URL, LLM_BASE_URL and OPENAI_API_KEY in the environment."
         )
+
+
+def pytest_sessionfinish(session):
+    """Close the LLM clients of the background engine, where sync code's replies ran
+    (its loop lives as long as the process), before the interpreter collects them."""
+    from chat import llm
+    from chat.streaming import engine
+
+    background = engine._background
+    if background is not None and background.loop.is_running():
+        asyncio.run_coroutine_threadsafe(llm.aclose(), background.loop).result(10)
 
 
 def pytest_collection_modifyitems(config, items):
@@ -81,3 +93,18 @@ def redis_url():
             pytest.fail(f"Redis is required but cannot be reached at {url}: {exc}")
         pytest.skip(f"Redis not reachable at {url}")
     return url
+
+
+@pytest.fixture(autouse=True)
+async def _llm_clients_closed():
+    """Close the LLM clients a test's loop made before the loop ends: their pooled
+    keep-alive connections would otherwise be reported unclosed when collected. The
+    loop's replies and jobs (a title, say) finish first: they may still be asking."""
+    yield
+    from chat import llm
+    from chat.streaming.engine import Engine
+
+    for engine in Engine.running():
+        if engine.loop is asyncio.get_running_loop():
+            await engine.wait_idle(timeout=5)
+    await llm.aclose()

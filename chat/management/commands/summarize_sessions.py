@@ -4,7 +4,7 @@ import asyncio
 
 from django.core.management.base import BaseCommand, CommandError
 
-from chat import selectors
+from chat import llm, selectors
 from chat.exceptions import DomainError
 from chat.streaming import jobs
 
@@ -23,9 +23,12 @@ class Command(BaseCommand):
 
         async def run():
             done = 0
-            for session_id in ids:
-                if await jobs.summarize(session=session_id, force=True):
-                    done += 1
+            try:
+                for session_id in ids:
+                    if await jobs.summarize(session=session_id, force=True):
+                        done += 1
+            finally:
+                await llm.aclose()  # this loop ends with the command
             return done
 
         done = asyncio.run(run())
