@@ -17,7 +17,7 @@ import secrets
 import time
 import unicodedata
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -762,6 +762,7 @@ def reply_start(
     writing: Collection[int] = (),
     temporary=False,
     llm=None,
+    stored: Callable[[Reply], None] | None = None,
 ) -> Reply:
     """Store a user message and an empty ``streaming`` assistant reply to it.
 
@@ -783,6 +784,8 @@ def reply_start(
     of ``user``), the session with its streaming reply and current leaf, two inserts and
     one update (on PostgreSQL two round trips: ``sql.lock_and_read``, ``sql.insert_turn``).
     The caller starts the generation once this returns (the transaction has committed).
+    ``stored`` is called with the reply once it is stored, before the transaction
+    commits (the streaming engine asks the LLM while it commits: streaming.prepare).
     """
     content = check_message_content(content)
     client_id = _check_client_id(client_id)
@@ -803,6 +806,7 @@ def reply_start(
             temporary=temporary,
             llm=llm,
             lease_cutoff=lease_cutoff,
+            stored=stored,
         )
     except _AnotherOwner:
         # Someone else's conversation: an operator who joined it writes in person.
@@ -816,7 +820,18 @@ class _AnotherOwner(Exception):
 
 
 def _reply_start(
-    *, user, content, session_id, model, run, client_id, writing, temporary, llm, lease_cutoff
+    *,
+    user,
+    content,
+    session_id,
+    model,
+    run,
+    client_id,
+    writing,
+    temporary,
+    llm,
+    lease_cutoff,
+    stored=None,
 ) -> Reply:
     model_pk, run_pk = (model.pk if model else None), (run.pk if run else None)
     with transaction.atomic():
@@ -852,7 +867,7 @@ def _reply_start(
                 llm=llm or "",
             )
             target = sql.SendTarget(session, None, False)
-        return _store_turn(
+        reply = _store_turn(
             user=user,
             target=target,
             content=content,
@@ -862,6 +877,9 @@ def _reply_start(
             own_quota=own_quota,
             llm=llm,
         )
+        if stored is not None:
+            stored(reply)
+        return reply
 
 
 @_retry_on_conflict

@@ -142,9 +142,9 @@ def _caller(request):
     return user
 
 
-def _begin(request, fields: dict, writing) -> streaming.Prepared:
+def _begin(request, fields: dict, writing, early) -> streaming.Prepared:
     """Authenticate and store the message: one unit of database work."""
-    return streaming.prepare(user=_caller(request), writing=writing, **fields)
+    return streaming.prepare(user=_caller(request), writing=writing, early=early, **fields)
 
 
 class _Stream:
@@ -262,7 +262,12 @@ async def stream_view(request):
                 "temporary": data.get("temporary", False),
                 "llm": data.get("llm"),
             }
-        prepared = await streaming.db.run(_begin, request, fields, engine.writing())
+        early = streaming.EarlyRequest(engine.loop)
+        try:
+            prepared = await streaming.db.run(_begin, request, fields, engine.writing(), early)
+        except BaseException:
+            early.cancel()
+            raise
     except DomainError as exc:
         return _error(exc)
     reply = prepared.reply
@@ -270,6 +275,8 @@ async def stream_view(request):
     message = reply.assistant_message.pk if reply.assistant_message else None
     stream = _Stream(message, titled=not (prepared.startable and reply.first_message))
     started = events.session_started(reply, duplicate=reply.duplicate)
+    if not prepared.startable:
+        early.cancel()
     if message is None:
         # A duplicate of a message that never got a reply: nothing to wait for.
         body = iter([b"data: " + started.data + b"\n\n"])
@@ -278,7 +285,7 @@ async def stream_view(request):
         return response
     stream.deliver(started)
     if prepared.startable:
-        engine.launch(reply, prepared.context, stream)
+        engine.launch(reply, prepared.context, stream, early=early)
     else:
         await streaming.follow(engine, session, stream)
     response = StreamingHttpResponse(stream.body(engine, session), content_type="text/event-stream")

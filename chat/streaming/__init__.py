@@ -23,9 +23,11 @@ from config.logs import current_request_id
 from . import db, events
 from .engine import Engine
 from .feeds import Watcher
+from .generation import EarlyRequest
 from .lifecycle import draining, serve
 
 __all__ = [
+    "EarlyRequest",
     "Engine",
     "Prepared",
     "Watcher",
@@ -74,6 +76,7 @@ def prepare(
     llm=None,
     check_rate: bool = True,
     writing=(),
+    early: EarlyRequest | None = None,
 ) -> Prepared:
     """Store a user message and its reply placeholder, and build the reply's context.
 
@@ -82,9 +85,18 @@ def prepare(
     with ``edit`` (a user message's id) a new version of that question, or with
     ``regenerate`` (an assistant message's id) a new version of that reply. Sync: one
     unit of database work (the send rate, the service's transaction, the context).
+    With ``early``, a send's LLM request is started once its turn is stored, while the
+    transaction commits (generation.EarlyRequest).
     """
     if check_rate:
         ratelimit.check_send_rate(user_id=user.pk)
+    built: list[tuple[services.Reply, prompting.ReplyContext]] = []
+
+    def stored(reply: services.Reply) -> None:
+        if _startable(reply):
+            built.append((reply, _context(reply)))
+            early.start(built[-1][1])
+
     if regenerate is not None:
         reply = services.reply_regenerate(user=user, message_id=regenerate, writing=writing)
     elif edit is not None:
@@ -102,21 +114,32 @@ def prepare(
             writing=writing,
             temporary=temporary,
             llm=llm,
+            stored=stored if early is not None else None,
         )
-    context = None
+    if not _startable(reply):
+        return Prepared(reply, None)
+    # The context built before the commit, unless a retried transaction stored another.
+    if built and built[-1][0] is reply:
+        return Prepared(reply, built[-1][1])
+    return Prepared(reply, _context(reply))
+
+
+def _startable(reply: services.Reply) -> bool:
     placeholder = reply.assistant_message
-    if (
+    return (
         not reply.duplicate
         and placeholder is not None
         and placeholder.status == Message.Status.STREAMING
-    ):
-        context = prompting.reply_context(
-            session=reply.session,
-            message_id=placeholder.pk,
-            first_question=reply.user_message if reply.first_message else None,
-            recent=reply.recent,
-        )
-    return Prepared(reply, context)
+    )
+
+
+def _context(reply: services.Reply) -> prompting.ReplyContext:
+    return prompting.reply_context(
+        session=reply.session,
+        message_id=reply.assistant_message.pk,
+        first_question=reply.user_message if reply.first_message else None,
+        recent=reply.recent,
+    )
 
 
 async def send(*, user, watcher: Watcher | None = None, **fields) -> services.Reply:
@@ -126,14 +149,21 @@ async def send(*, user, watcher: Watcher | None = None, **fields) -> services.Re
     nothing; the watcher is then caught up as by ``subscribe``.
     """
     engine = Engine.current()
-    prepared = await db.run(prepare, user=user, writing=engine.writing(), **fields)
+    early = EarlyRequest(engine.loop)
+    try:
+        prepared = await db.run(prepare, user=user, writing=engine.writing(), early=early, **fields)
+    except BaseException:
+        early.cancel()
+        raise
     reply = prepared.reply
     if watcher is not None:
         watcher.deliver(events.session_started(reply, duplicate=reply.duplicate))
     if prepared.startable:
-        engine.launch(reply, prepared.context, watcher)
-    elif watcher is not None and reply.assistant_message is not None:
-        await follow(engine, str(reply.session.pk), watcher)
+        engine.launch(reply, prepared.context, watcher, early=early)
+    else:
+        early.cancel()
+        if watcher is not None and reply.assistant_message is not None:
+            await follow(engine, str(reply.session.pk), watcher)
     return reply
 
 

@@ -20,7 +20,7 @@ from config.logs import context_with_request_id, current_request_id
 
 from . import db, events, jobs
 from .feeds import Feed, Watcher
-from .generation import HEARTBEAT_INTERVAL, Generation
+from .generation import HEARTBEAT_INTERVAL, EarlyRequest, Generation
 from .relay import Relay
 
 logger = logging.getLogger(__name__)
@@ -154,23 +154,30 @@ class Engine:
         context,
         watcher: Watcher | None = None,
         request_id: str | None = None,
+        early: EarlyRequest | None = None,
     ):
         """Start writing ``reply`` (stored by ``reply_start``); return its Generation.
 
         ``request_id`` (by default the caller's) follows the reply into its tasks' logs.
+        ``early``: the LLM request asked for ``context`` while the turn committed.
         """
         request_id = request_id or current_request_id()
         session = str(reply.session.pk)
+        if early is not None and not early.started_for(context):
+            early.cancel()
+            early = None
         current = self.generations.get(session)
         if current is not None and not current.finishing:
             logger.error("a second reply in %s while %s streams", session, current.message_id)
+            if early is not None:
+                early.cancel()
             return current
         feed = self.feed(session)
         if watcher is not None:
             feed.attach(watcher, catch_up=False)
         for message_id in reply.interrupted:
             self.announce(events.error(session, message_id, services.INTERRUPTED, "interrupted"))
-        generation = Generation(self, reply, context)
+        generation = Generation(self, reply, context, early)
         feed.generation = generation
         feed.reply = generation.sent
         self.generations[session] = generation

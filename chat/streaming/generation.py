@@ -31,11 +31,85 @@ UNEXPECTED = "The reply failed unexpectedly."
 NOT_SAVED = "The reply could not be saved; please try again."
 
 
+class EarlyRequest:
+    """A reply's first LLM request, asked while the message is being stored.
+
+    A send's unit of database work calls ``start`` (from its thread) once the turn is
+    stored, before the transaction commits: the request travels while the commit does,
+    and the unit hands back. Only the Generation launched after the commit reads its
+    answer (``events``), so nothing is shown of a reply whose message is not stored. A
+    send that fails or stores a duplicate ``cancel``s it, which closes the request.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.context = None
+        self._stream = None
+        self._first: asyncio.Task | None = None
+
+    def start(self, context) -> None:
+        """Ask the LLM for ``context``'s reply (from any thread)."""
+        self.loop.call_soon_threadsafe(self._start, context)
+
+    def _start(self, context) -> None:
+        self.cancel()  # a transaction retried after a start: its context is the new one
+        self.context = context
+        self._stream = llm.stream_chat(
+            messages=context.messages, model=context.model, tools=context.tools
+        )
+        self._first = self.loop.create_task(_first_event(self._stream))
+        self._first.add_done_callback(_retrieved)
+
+    def started_for(self, context) -> bool:
+        return self._stream is not None and self.context is context
+
+    async def events(self):
+        """The request's events, as ``llm.stream_chat`` yields them (read once)."""
+        first, stream = self._first, self._stream
+        self._first = self._stream = self.context = None
+        try:
+            try:
+                event = await first
+            except StopAsyncIteration:
+                return
+            yield event
+            async for event in stream:
+                yield event
+        finally:
+            if not first.done():
+                first.cancel()  # the request ends with its task
+            else:
+                await stream.aclose()
+
+    def cancel(self) -> None:
+        """Close the request if nobody reads it (idempotent)."""
+        first, stream = self._first, self._stream
+        self._first = self._stream = self.context = None
+        if first is None:
+            return
+        if not first.done():
+            first.cancel()
+        else:
+            self.loop.create_task(stream.aclose())
+
+
+async def _first_event(stream):
+    return await stream.__anext__()
+
+
+def _retrieved(task: asyncio.Task) -> None:
+    """Mark a first read's failure as seen: its reader (if any) gets it when it awaits."""
+    if not task.cancelled():
+        task.exception()
+
+
 class Generation:
     """The reply to one user message, written by this process."""
 
-    def __init__(self, engine, reply: services.Reply, context):
+    def __init__(self, engine, reply: services.Reply, context, early: EarlyRequest | None = None):
         self.engine = engine
+        # The first LLM request, if it was asked while the turn committed.
+        self.early = early
         self.loop = engine.loop
         self.user_id = reply.session.user_id
         self.session = str(reply.session.pk)
@@ -159,6 +233,9 @@ class Generation:
             logger.exception("generation of message %s failed", self.message_id)
             status, error = Message.Status.ERROR, UNEXPECTED
         self.finishing = True
+        if self.early is not None:
+            self.early.cancel()  # stopped before it was read
+            self.early = None
         self._first_token_sent()  # none came: what waited for it starts now
         try:
             await self._finish(status, error, code)
@@ -186,7 +263,10 @@ class Generation:
         for round_ in range(MAX_TOOL_ROUNDS + 1):
             offered = context.tools if round_ < MAX_TOOL_ROUNDS else None
             calls: list[llm.ToolCall] = []
-            stream = llm.stream_chat(messages=messages, model=context.model, tools=offered)
+            if self.early is not None:
+                stream, self.early = self.early.events(), None
+            else:
+                stream = llm.stream_chat(messages=messages, model=context.model, tools=offered)
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if event.text:
