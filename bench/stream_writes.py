@@ -81,7 +81,7 @@ class _ThreadServer:
             port=self.port,
             log_level="warning",
             access_log=False,
-            lifespan="off",
+            lifespan="on",  # as the servers run: its shutdown closes the LLM client
         )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="bench-server", daemon=True)
