@@ -193,7 +193,8 @@ class Run:
                 "server_settings": args.settings,
                 "upstream": "bench/fake_upstream.py (a copy of the peer kit's fake_openai.py)",
                 "server": "uvicorn config.asgi:application (its defaults), DEBUG=false, "
-                "LOG_LEVEL=WARNING, --no-access-log, THROTTLE_MESSAGES=1000000/min",
+                "LOG_LEVEL=WARNING, --no-access-log, --ws-per-message-deflate=false, "
+                "THROTTLE_MESSAGES=1000000/min",
             },
         }
 

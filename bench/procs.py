@@ -212,6 +212,8 @@ def start_server(
         f"--host={HOST}",
         f"--port={port}",
         "--no-access-log",
+        # As the production recipes (deploy/) run it: no per-message compression.
+        "--ws-per-message-deflate=false",
     ]
     if workers > 1:
         argv.append(f"--workers={workers}")

@@ -225,6 +225,10 @@ def worker_argv(port: int, number: int) -> list[str]:
         # Longer than nginx keeps an idle upstream connection (60 s): never closed under it.
         "--timeout-keep-alive",
         "75",
+        # Token frames are small: compressing each cost ~8 % of a WebSocket reply's CPU
+        # and ~65 KB of zlib state a socket (bench/README.md), for a few bytes saved.
+        "--ws-per-message-deflate",
+        "false",
         "--header",
         f"x-parlor-worker:{number}",
     ]
