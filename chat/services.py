@@ -259,14 +259,24 @@ def _default_llm(*, user, model) -> str:
 
 
 def _create_session(
-    *, user, model, run, session_id=None, title="", temporary: bool = False, llm: str = ""
-) -> ChatSession:
+    *,
+    user,
+    model,
+    run,
+    session_id=None,
+    title="",
+    temporary: bool = False,
+    llm: str = "",
+    defer: bool = False,
+) -> tuple[ChatSession, sql.Deferred | None]:
     """Create the active session of a context (caller holds the user lock); a
     ``temporary`` one is never active and leaves the context's active one as it is.
+    Return it, and with ``defer`` (a send's: its turn follows in the same transaction)
+    on PostgreSQL its statements, not sent yet: the turn's query sends them first.
 
     Its LLM is ``llm`` (checked by the caller), else ``_default_llm``'s.
     """
-    session = sql.insert_session(
+    session, deferred = sql.insert_session(
         session_id=session_id or uuid.uuid4(),
         user_id=user.pk,
         model_id=model.pk if model else None,
@@ -276,6 +286,7 @@ def _create_session(
         temporary=temporary,
         llm=llm or _default_llm(user=user, model=model),
         deactivate=not temporary,
+        defer=defer,
     )
     # The model and run were read to resolve the context: no query to read them again.
     session.user, session.model, session.run = user, model, run
@@ -284,7 +295,7 @@ def _create_session(
             "conversation %s created: user %s, %s context", session.pk, user.pk, session.context
         )
     )
-    return session
+    return session, deferred
 
 
 def _existing_for_client_uuid(*, user, session_id, model, run) -> ChatSession | None:
@@ -342,7 +353,7 @@ def conversation_start(
             )
             if existing is not None:
                 return existing, False
-        return _create_session(
+        session, _ = _create_session(
             user=user,
             model=model,
             run=run,
@@ -350,7 +361,8 @@ def conversation_start(
             title=title,
             temporary=temporary,
             llm=llm,
-        ), True
+        )
+        return session, True
 
 
 @_retry_on_conflict
@@ -857,14 +869,16 @@ def _reply_start(
                     "That conversation belongs to another context.", field="session"
                 )
         created = target is None
+        deferred = None
         if created:
-            session = _create_session(
+            session, deferred = _create_session(
                 user=user,
                 model=model,
                 run=run,
                 session_id=session_id,
                 temporary=temporary,
                 llm=llm or "",
+                defer=True,
             )
             target = sql.SendTarget(session, None, False)
         reply = _store_turn(
@@ -876,6 +890,7 @@ def _reply_start(
             writing=writing,
             own_quota=own_quota,
             llm=llm,
+            before=deferred,
         )
         if stored is not None:
             stored(reply)
@@ -960,6 +975,7 @@ def _store_turn(
     writing: Collection[int] = (),
     own_quota: int | None = None,
     llm: str | None = None,
+    before: sql.Deferred | None = None,
 ) -> Reply:
     """Store a turn in a conversation whose user lock the caller holds: the three sends.
 
@@ -968,7 +984,8 @@ def _store_turn(
     regeneration). The current path moves to the new messages. The user's daily quota
     (their own, ``own_quota``, else the setting's) must not be spent (QuotaExceeded);
     ``llm`` (checked) becomes the conversation's LLM. The reply is written by the
-    conversation's LLM (``ChatSession.effective_llm``).
+    conversation's LLM (``ChatSession.effective_llm``). ``before``: the statements
+    that create the conversation, sent with the turn's (``_create_session``'s defer).
     """
     session = target.session
     if session.user_id == user.pk:
@@ -1050,6 +1067,7 @@ def _store_turn(
         # The reply's context reads no message when this is the first question.
         recent=None if first_message or in_person else prompting.recent_read(session),
         reply=not in_person,
+        before=before,
     )
     user_message = user_message or question
     if in_person:

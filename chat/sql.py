@@ -236,50 +236,63 @@ def insert_session(
     llm: str = "",
     temporary: bool = False,
     deactivate: bool = False,
-) -> ChatSession:
+    defer: bool = False,
+) -> tuple[ChatSession, "Deferred | None"]:
     """Insert a new conversation (every column given) and return it: the active one of its
     context, or an inactive ``temporary`` one. With ``deactivate``, the context's active
     one is made inactive first (``deactivate_context``; on PostgreSQL in the same query:
     two statements, the INSERT after the UPDATE).
+
+    With ``defer`` on PostgreSQL the statements are not sent but returned, for
+    ``insert_turn`` to send ahead of the turn in its query (one round trip fewer); the
+    caller must then store a turn in the same transaction. Otherwise the second value
+    is None.
 
     A column added to ChatSession without a database default must be added here too:
     every send test fails until it is.
     """
     title_source = ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL
     when = _time_param(at)
-    first, first_params = "", []
-    if deactivate and _one_round_trip():
+    joined = _one_round_trip()
+    first, first_params, statements = "", [], 1
+    if deactivate and joined:
         first, first_params = _deactivation(user_id=user_id, model_id=model_id, run_id=run_id)
         first += "; "
+        statements = 2
     elif deactivate:
         deactivate_context(user_id=user_id, model_id=model_id, run_id=run_id)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"{first}INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
-            " is_active, pinned, archived, detached_label, summary, summary_until_id,"
-            " summary_message_count, preview, created_at, updated_at, last_message_at,"
-            " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
-            " imported_from, llm, temporary, folder_id)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', NULL, 0, '', %s, %s, NULL,"
-            " %s, 0, 0, 0, '', '', %s, %s, NULL)",
-            [
-                *first_params,
-                _uuid_param(session_id),
-                user_id,
-                model_id,
-                run_id,
-                title,
-                title_source,
-                not temporary,
-                False,
-                False,
-                when,
-                when,
-                when,
-                llm,
-                temporary,
-            ],
-        )
+    insert = (
+        f"{first}INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
+        " is_active, pinned, archived, detached_label, summary, summary_until_id,"
+        " summary_message_count, preview, created_at, updated_at, last_message_at,"
+        " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
+        " imported_from, llm, temporary, folder_id)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, '', '', NULL, 0, '', %s, %s, NULL,"
+        " %s, 0, 0, 0, '', '', %s, %s, NULL)"
+    )
+    params = [
+        *first_params,
+        _uuid_param(session_id),
+        user_id,
+        model_id,
+        run_id,
+        title,
+        title_source,
+        not temporary,
+        False,
+        False,
+        when,
+        when,
+        when,
+        llm,
+        temporary,
+    ]
+    deferred = None
+    if defer and joined:
+        deferred = Deferred(insert, params, statements)
+    else:
+        with connection.cursor() as cursor:
+            cursor.execute(insert, params)
     return ChatSession(
         id=session_id,
         user_id=user_id,
@@ -293,7 +306,16 @@ def insert_session(
         activity_at=at,
         llm=llm,
         temporary=temporary,
-    )
+    ), deferred
+
+
+@dataclass(frozen=True)
+class Deferred:
+    """Statements held back to go ahead of the next query (``insert_session``'s defer)."""
+
+    sql: str
+    params: list
+    statements: int
 
 
 _INSERT_MESSAGE = (
@@ -395,6 +417,26 @@ def session_after_send(
         )
 
 
+class _Ahead:
+    """A cursor whose next query is sent after ``Deferred`` statements, in one round trip
+    (their results, none, are stepped over)."""
+
+    def __init__(self, cursor, deferred: Deferred):
+        self.cursor = cursor
+        self.deferred = deferred
+
+    def execute(self, sql, params):
+        deferred, self.deferred = self.deferred, None
+        if deferred is None:
+            return self.cursor.execute(sql, params)
+        self.cursor.execute(f"{deferred.sql}; {sql}", [*deferred.params, *params])
+        for _ in range(deferred.statements):
+            self.cursor.nextset()
+
+    def __getattr__(self, name):
+        return getattr(self.cursor, name)
+
+
 def insert_turn(
     *,
     session_id: uuid.UUID,
@@ -410,6 +452,7 @@ def insert_turn(
     llm: str | None = None,
     recent: tuple[int | None, int] | None = None,
     reply: bool = True,
+    before: Deferred | None = None,
 ) -> tuple[Message | None, Message | None, list[tuple[str, str, str]] | None]:
     """Insert a turn on the current path and count it on the conversation: the question
     ``question`` (a child of ``parent_id``: the current leaf, or an edited question's
@@ -429,6 +472,9 @@ def insert_turn(
     ``recent_messages`` would answer once the turn is stored (the reply's placeholder is
     empty, so left out): a second statement of the same query, with a snapshot of its
     own that sees the turn. Elsewhere the recent messages are None: read them after.
+
+    ``before`` (PostgreSQL: ``insert_session``'s deferred statements) goes first in the
+    same query.
     """
     if question is None and not reply:
         raise ValueError("a turn stores a question, a reply or both")
@@ -469,6 +515,10 @@ def insert_turn(
         then = "; " + then
     question_id = reply_id = rows = None
     with connection.cursor() as cursor:
+        if before is not None:
+            if not joined:
+                raise ValueError("statements are deferred only where queries are joined")
+            cursor = _Ahead(cursor, before)
         if not reply:
             question_sql, question_params = values(
                 Message.Role.USER, question, Message.Status.COMPLETE, "", client_id, parent_id, at

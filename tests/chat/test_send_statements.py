@@ -152,8 +152,12 @@ def test_a_send_that_starts_a_conversation_makes_it_the_one_active_one(user):
     assert new.pk != old.pk and new.is_active
     active = ChatSession.objects.filter(user=user, is_active=True)
     assert list(active.values_list("pk", flat=True)) == [new.pk]
+    stored = ChatSession.objects.get(pk=new.pk)
+    assert stored.message_count == 2 and stored.title == "two"
+    assert Message.objects.filter(session=stored).count() == 2
     if connection.vendor == "postgresql":
-        # The deactivation and the INSERT in one query; then the turn in one statement.
+        # The user lock with the read; then the deactivation, the conversation's INSERT
+        # and the turn in one query.
         statements = [
             query["sql"]
             for query in captured.captured_queries
@@ -161,7 +165,8 @@ def test_a_send_that_starts_a_conversation_makes_it_the_one_active_one(user):
         ]
         sessions = [sql for sql in statements if f"INSERT INTO {ChatSession._meta.db_table}" in sql]
         assert len(sessions) == 1 and sessions[0].startswith("UPDATE")
-        assert len(statements) == 3, statements
+        assert "WITH q AS (INSERT INTO" in sessions[0]
+        assert len(statements) == 2, statements
 
 
 @pytest.mark.django_db
