@@ -93,18 +93,3 @@ def redis_url():
             pytest.fail(f"Redis is required but cannot be reached at {url}: {exc}")
         pytest.skip(f"Redis not reachable at {url}")
     return url
-
-
-@pytest.fixture(autouse=True)
-async def _llm_clients_closed():
-    """Close the LLM clients a test's loop made before the loop ends: their pooled
-    keep-alive connections would otherwise be reported unclosed when collected. The
-    loop's replies and jobs (a title, say) finish first: they may still be asking."""
-    yield
-    from chat import llm
-    from chat.streaming.engine import Engine
-
-    for engine in Engine.running():
-        if engine.loop is asyncio.get_running_loop():
-            await engine.wait_idle(timeout=5)
-    await llm.aclose()

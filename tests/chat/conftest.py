@@ -91,3 +91,18 @@ async def finish(*communicators) -> None:
     for communicator in communicators:
         await communicator.disconnect()
     await streaming.Engine.current().wait_idle(10)
+
+
+@pytest.fixture(autouse=True)
+async def _llm_clients_closed():
+    """Close the LLM clients a test's loop made before the loop ends: their pooled
+    keep-alive connections would otherwise be reported unclosed when collected. The
+    loop's replies and jobs (a title, say) finish first: they may still be asking."""
+    yield
+    from chat import llm
+    from chat.streaming.engine import Engine
+
+    for engine in Engine.running():
+        if engine.loop is asyncio.get_running_loop():
+            await engine.wait_idle(timeout=5)
+    await llm.aclose()
