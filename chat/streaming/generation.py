@@ -46,13 +46,16 @@ class EarlyRequest:
         self.context = None
         self._stream = None
         self._first: asyncio.Task | None = None
+        self._cancelled = False
 
     def start(self, context) -> None:
         """Ask the LLM for ``context``'s reply (from any thread)."""
         self.loop.call_soon_threadsafe(self._start, context)
 
     def _start(self, context) -> None:
-        self.cancel()  # a transaction retried after a start: its context is the new one
+        if self._cancelled:
+            return  # the send was given up while its unit still ran (the client left)
+        self._close()  # a transaction retried after a start: its context is the new one
         self.context = context
         self._stream = llm.stream_chat(
             messages=context.messages, model=context.model, tools=context.tools
@@ -82,7 +85,11 @@ class EarlyRequest:
                 await stream.aclose()
 
     def cancel(self) -> None:
-        """Close the request if nobody reads it (idempotent)."""
+        """Close the request, and any started after, if nobody reads it (idempotent)."""
+        self._cancelled = True
+        self._close()
+
+    def _close(self) -> None:
         first, stream = self._first, self._stream
         self._first = self._stream = self.context = None
         if first is None:

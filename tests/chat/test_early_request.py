@@ -57,6 +57,18 @@ async def test_cancel_closes_the_request_whether_or_not_it_has_answered():
         assert not early.started_for(CONTEXT)
 
 
+async def test_a_request_started_after_the_send_was_given_up_is_not_made(monkeypatch):
+    # A client that leaves while its send's unit runs: the view cancels, then the unit
+    # (still running on its thread) starts the request.
+    asked = []
+    monkeypatch.setattr(llm, "stream_chat", lambda **kwargs: asked.append(kwargs))
+    early = streaming.EarlyRequest(asyncio.get_running_loop())
+    early.cancel()
+    early.start(CONTEXT)
+    await asyncio.sleep(0)
+    assert asked == [] and not early.started_for(CONTEXT)
+
+
 async def post(user, body):
     raw, _ = await database_sync_to_async(token_issue)(user=user)
     response = await AsyncClient().post(
