@@ -3,6 +3,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from accounts.tokens import token_issue
+from tests.chat.conftest import _llm_clients_closed  # noqa: F401 (autouse here too)
 
 
 @pytest.fixture(autouse=True)
