@@ -70,13 +70,13 @@ def _unit(func):
                 if attempt == 2 or statements.done or not _broken():
                     raise
                 logger.warning("a pooled database connection was closed; running again")
-                close_old_connections()
-                pool = getattr(connection, "pool", None)
-                if pool is not None:
-                    pool.check()  # the others PostgreSQL closed with it go too
             finally:
                 # Pooled connections go back to the pool; a broken or obsolete one is closed.
                 close_old_connections()
+            # The broken one is gone: the others PostgreSQL closed with it go too.
+            pool = getattr(connection, "pool", None)
+            if pool is not None:
+                pool.check()
 
     return unit
 
