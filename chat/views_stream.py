@@ -142,7 +142,7 @@ def _caller(request):
     return user
 
 
-def _begin(request, fields: dict, writing, early) -> streaming.Prepared:
+def _begin(request, fields: dict, writing, *, early) -> streaming.Prepared:
     """Authenticate and store the message: one unit of database work."""
     return streaming.prepare(user=_caller(request), writing=writing, early=early, **fields)
 
@@ -262,12 +262,7 @@ async def stream_view(request):
                 "temporary": data.get("temporary", False),
                 "llm": data.get("llm"),
             }
-        early = streaming.EarlyRequest(engine.loop)
-        try:
-            prepared = await streaming.db.run(_begin, request, fields, engine.writing(), early)
-        except BaseException:
-            early.cancel()
-            raise
+        prepared, early = await streaming.store(engine, _begin, request, fields, engine.writing())
     except DomainError as exc:
         return _error(exc)
     reply = prepared.reply
@@ -275,8 +270,6 @@ async def stream_view(request):
     message = reply.assistant_message.pk if reply.assistant_message else None
     stream = _Stream(message, titled=not (prepared.startable and reply.first_message))
     started = events.session_started(reply, duplicate=reply.duplicate)
-    if not prepared.startable:
-        early.cancel()
     if message is None:
         # A duplicate of a message that never got a reply: nothing to wait for.
         body = iter([b"data: " + started.data + b"\n\n"])

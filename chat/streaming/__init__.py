@@ -41,6 +41,7 @@ __all__ = [
     "settle_abandoned_sync",
     "stop",
     "stop_sync",
+    "store",
     "subscribe",
     "follow",
     "summarize_sync",
@@ -149,22 +150,33 @@ async def send(*, user, watcher: Watcher | None = None, **fields) -> services.Re
     nothing; the watcher is then caught up as by ``subscribe``.
     """
     engine = Engine.current()
-    early = EarlyRequest(engine.loop)
-    try:
-        prepared = await db.run(prepare, user=user, writing=engine.writing(), early=early, **fields)
-    except BaseException:
-        early.cancel()
-        raise
+    prepared, early = await store(engine, prepare, user=user, writing=engine.writing(), **fields)
     reply = prepared.reply
     if watcher is not None:
         watcher.deliver(events.session_started(reply, duplicate=reply.duplicate))
     if prepared.startable:
         engine.launch(reply, prepared.context, watcher, early=early)
-    else:
-        early.cancel()
-        if watcher is not None and reply.assistant_message is not None:
-            await follow(engine, str(reply.session.pk), watcher)
+    elif watcher is not None and reply.assistant_message is not None:
+        await follow(engine, str(reply.session.pk), watcher)
     return reply
+
+
+async def store(engine: Engine, unit, /, *args, **kwargs) -> tuple[Prepared, EarlyRequest]:
+    """Run ``unit`` (``prepare``, or a caller's unit around it, given ``early=``) on a
+    database thread; return what it prepared and its early LLM request, for ``launch``.
+
+    The request is closed unread if the unit fails (or this caller is cancelled) or
+    prepares no reply to write (a duplicate).
+    """
+    early = EarlyRequest(engine.loop)
+    try:
+        prepared = await db.run(unit, *args, early=early, **kwargs)
+    except BaseException:
+        early.cancel()
+        raise
+    if not prepared.startable:
+        early.cancel()
+    return prepared, early
 
 
 def send_sync(*, user, **fields) -> services.Reply:
