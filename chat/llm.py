@@ -312,8 +312,12 @@ async def stream_chat(
     the tool calls. Closing the generator (``aclosing``, or cancelling the task iterating
     it) closes the upstream HTTP stream.
     """
-    body = {"model": model, "messages": messages, "stream": True}
-    body["stream_options"] = {"include_usage": True}
+    body = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
     if tools:
         body["tools"] = tools
     if extra_body:
