@@ -14,6 +14,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from config import statements
+
 from .models import ApiToken, User
 
 # RFC 6750's b64token: what a token may be made of (ours are URL-safe base64).
@@ -92,7 +94,7 @@ def token_user(raw: str) -> User | None:
     now = timezone.now()
     adapt = connection.ops.adapt_datetimefield_value
     stale_before = adapt(now - LAST_USED_EVERY)
-    with connection.cursor() as cursor:
+    with statements.cursor() as cursor:
         cursor.execute(_TOKEN_USER, [stale_before, _digest(raw), adapt(now)])
         row = cursor.fetchone()
         if row is None:

@@ -16,6 +16,10 @@ from datetime import date, datetime
 
 from django.db import connection
 
+from config.statements import cursor as _cursor
+from config.statements import join as _join
+from config.statements import joins as _joins
+
 from .models import ChatSession, Message, UsageDay
 
 SESSION = ChatSession._meta.db_table
@@ -95,11 +99,9 @@ def _target(row) -> SendTarget | None:
 
 def _one_round_trip() -> bool:
     """Whether statements may be joined: PostgreSQL's data-modifying WITH, and several
-    statements in one query (client-side binding, Django's default with psycopg 3: the
-    simple query protocol runs them in order, each with a snapshot of its own)."""
-    return connection.vendor == "postgresql" and not connection.settings_dict.get(
-        "OPTIONS", {}
-    ).get("server_side_binding")
+    statements in one round trip (``config.statements.join``: they run in order, each
+    with a snapshot of its own)."""
+    return _joins()
 
 
 USER = connection.ops.quote_name("accounts_user")
@@ -109,7 +111,7 @@ USAGE = UsageDay._meta.db_table
 def lock_user(user_id: int) -> None:
     """Take the user's row lock (PostgreSQL; SQLite's IMMEDIATE transaction locks it all)."""
     if connection.features.has_select_for_update:
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(f"SELECT id FROM {USER} WHERE id = %s FOR UPDATE", [user_id])
 
 
@@ -128,7 +130,7 @@ def lock_sender(user) -> int | None:
         return user.quota_tokens_per_day
     else:
         sql = f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s"
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(sql, [user.pk])
         row = cursor.fetchone()
     return row[0] if row else None
@@ -153,7 +155,7 @@ def _active(user_id: int, model_id, run_id, lease_cutoff: datetime) -> tuple[str
 
 def session_by_id(session_id: uuid.UUID, *, lease_cutoff: datetime) -> SendTarget | None:
     """Return the conversation ``session_id`` (anyone's: the caller checks the owner)."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(*_by_id(session_id, lease_cutoff))
         return _target(cursor.fetchone())
 
@@ -179,13 +181,15 @@ def lock_and_read(
         read, read_params = _active(user.pk, model_id, run_id, lease_cutoff)
     if not (_one_round_trip() and connection.features.has_select_for_update):
         own_quota = lock_sender(user)
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(read, read_params)
             return own_quota, _target(cursor.fetchone())
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
-            f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE; {read}",
-            [user.pk, *read_params],
+            *_join(
+                (f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE", [user.pk]),
+                (read, read_params),
+            )
         )
         locked = cursor.fetchone()
         cursor.nextset()
@@ -219,7 +223,7 @@ def _deactivation(*, user_id: int, model_id, run_id, keep_id=None) -> tuple[str,
 
 def deactivate_context(*, user_id: int, model_id, run_id, keep_id=None) -> None:
     """Make no conversation of a context active (but ``keep_id``)."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             *_deactivation(user_id=user_id, model_id=model_id, run_id=run_id, keep_id=keep_id)
         )
@@ -254,15 +258,13 @@ def insert_session(
     title_source = ChatSession.TitleSource.USER if title else ChatSession.TitleSource.PROVISIONAL
     when = _time_param(at)
     joined = _one_round_trip()
-    first, first_params, statements = "", [], 1
+    first = None
     if deactivate and joined:
-        first, first_params = _deactivation(user_id=user_id, model_id=model_id, run_id=run_id)
-        first += "; "
-        statements = 2
+        first = _deactivation(user_id=user_id, model_id=model_id, run_id=run_id)
     elif deactivate:
         deactivate_context(user_id=user_id, model_id=model_id, run_id=run_id)
     insert = (
-        f"{first}INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
+        f"INSERT INTO {SESSION} (id, user_id, model_id, run_id, title, title_source,"
         " is_active, pinned, archived, detached_label, summary, summary_until_id,"
         " summary_message_count, preview, created_at, updated_at, last_message_at,"
         " activity_at, message_count, prompt_tokens, completion_tokens, last_llm,"
@@ -271,7 +273,6 @@ def insert_session(
         " %s, 0, 0, 0, '', '', %s, %s, NULL)"
     )
     params = [
-        *first_params,
         _uuid_param(session_id),
         user_id,
         model_id,
@@ -287,11 +288,13 @@ def insert_session(
         llm,
         temporary,
     ]
+    if first is not None:
+        insert, params = _join(first, (insert, params))
     deferred = None
     if defer and joined:
-        deferred = Deferred(insert, params, statements)
+        deferred = Deferred(insert, params, 2 if first is not None else 1)
     else:
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(insert, params)
     return ChatSession(
         id=session_id,
@@ -402,7 +405,7 @@ def session_after_send(
     llm: str | None = None,
 ) -> None:
     """Count ``added`` new messages on the conversation (``_after_send``'s UPDATE)."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             *_after_send(
                 session_id=session_id,
@@ -429,7 +432,7 @@ class _Ahead:
         deferred, self.deferred = self.deferred, None
         if deferred is None:
             return self.cursor.execute(sql, params)
-        self.cursor.execute(f"{deferred.sql}; {sql}", [*deferred.params, *params])
+        self.cursor.execute(*_join((deferred.sql, deferred.params), (sql, params)))
         for _ in range(deferred.statements):
             self.cursor.nextset()
 
@@ -507,14 +510,15 @@ def insert_turn(
     def reply_values(parent):
         return values(Message.Role.ASSISTANT, "", STREAMING, reply_llm, None, parent, replied_at)
 
-    then, then_params = "", []
+    then = None
     if joined and recent is not None:
-        then, then_params = _recent(
-            session_id=session_id, exclude_id=None, after_id=recent[0], limit=recent[1]
-        )
-        then = "; " + then
+        then = _recent(session_id=session_id, exclude_id=None, after_id=recent[0], limit=recent[1])
+
+    def with_then(sql, params):
+        return _join((sql, params), then) if then else (sql, params)
+
     question_id = reply_id = rows = None
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         if before is not None:
             if not joined:
                 raise ValueError("statements are deferred only where queries are joined")
@@ -525,9 +529,11 @@ def insert_turn(
             )
             if joined:
                 cursor.execute(
-                    f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
-                    f" u AS ({update}) SELECT id FROM q{then}",
-                    [*question_params, *update_params, *then_params],
+                    *with_then(
+                        f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
+                        f" u AS ({update}) SELECT id FROM q",
+                        [*question_params, *update_params],
+                    )
                 )
             else:
                 cursor.execute(
@@ -538,9 +544,11 @@ def insert_turn(
             reply_sql, reply_params = reply_values(parent_id)
             if joined:
                 cursor.execute(
-                    f"WITH r AS ({_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id),"
-                    f" u AS ({update}) SELECT id FROM r{then}",
-                    [*reply_params, *update_params, *then_params],
+                    *with_then(
+                        f"WITH r AS ({_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id),"
+                        f" u AS ({update}) SELECT id FROM r",
+                        [*reply_params, *update_params],
+                    )
                 )
             else:
                 cursor.execute(f"{_INSERT_MESSAGE} VALUES ({reply_sql}) RETURNING id", reply_params)
@@ -553,10 +561,12 @@ def insert_turn(
                 # The reply's parent is the question's id, from the INSERT it reads.
                 reply_sql, reply_params = reply_values("q.id")
                 cursor.execute(
-                    f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
-                    f" r AS ({_INSERT_MESSAGE} SELECT {reply_sql} FROM q RETURNING id),"
-                    f" u AS ({update}) SELECT q.id, r.id FROM q, r{then}",
-                    [*question_params, *reply_params, *update_params, *then_params],
+                    *with_then(
+                        f"WITH q AS ({_INSERT_MESSAGE} VALUES ({question_sql}) RETURNING id),"
+                        f" r AS ({_INSERT_MESSAGE} SELECT {reply_sql} FROM q RETURNING id),"
+                        f" u AS ({update}) SELECT q.id, r.id FROM q, r",
+                        [*question_params, *reply_params, *update_params],
+                    )
                 )
                 question_id, reply_id = cursor.fetchone()
             else:
@@ -605,7 +615,7 @@ def insert_turn(
 
 def set_auto_title(*, session_id, title: str) -> bool:
     """Set a generated title unless the user named the conversation; return if set."""
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"UPDATE {SESSION} SET title = %s, title_source = %s"
             " WHERE id = %s AND title_source <> %s",
@@ -687,10 +697,10 @@ def finish_reply(
         if tokens:
             sql += ", u AS (" + upsert.format("SELECT s.user_id, %s, f.llm, %s, %s FROM s, f") + ")"
             params += usage_params
-        with connection.cursor() as cursor:
+        with _cursor() as cursor:
             cursor.execute(sql + " SELECT count(*) FROM f", params)
             return cursor.fetchone()[0] == 1
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(f"UPDATE {MESSAGE} SET {sets} WHERE id = %s AND status = %s", params)
         if cursor.rowcount != 1:
             return False
@@ -719,7 +729,7 @@ def tokens_used(*, user_id: int, day: date) -> int:
 
     A range of the (user, date, llm) unique index: the day's few rows.
     """
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"SELECT COALESCE(SUM(prompt_tokens + completion_tokens), 0) FROM {USAGE}"
             " WHERE user_id = %s AND date = %s",
@@ -729,7 +739,7 @@ def tokens_used(*, user_id: int, day: date) -> int:
 
 
 def save_progress(*, message_id: int, content: str, at: datetime) -> None:
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"UPDATE {MESSAGE} SET content = %s, updated_at = %s WHERE id = %s AND status = %s",
             [content, _time_param(at), message_id, STREAMING],
@@ -738,7 +748,7 @@ def save_progress(*, message_id: int, content: str, at: datetime) -> None:
 
 def renew(*, message_ids: list[int], at: datetime) -> None:
     marks = ", ".join(["%s"] * len(message_ids))
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"UPDATE {MESSAGE} SET updated_at = %s WHERE id IN ({marks}) AND status = %s",
             [_time_param(at), *message_ids, STREAMING],
@@ -783,7 +793,7 @@ def recent_messages(
     and ``exclude_id``; with ``after_id`` only messages after it. Reads the path's index
     backwards, at most ``limit`` rows.
     """
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             *_recent(session_id=session_id, exclude_id=exclude_id, after_id=after_id, limit=limit)
         )
@@ -796,7 +806,7 @@ def climb_to_path(message_id: int) -> list[tuple[int, bool]]:
     From the message up: the ancestors off the path, then the deepest one on it, if any
     (else the last is a root off the path). One statement, one row per step.
     """
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"WITH RECURSIVE up(id, parent_id, on_path) AS ("
             f" SELECT id, parent_id, on_path FROM {MESSAGE} WHERE id = %s"
@@ -813,7 +823,7 @@ def newest_descendant(message_id: int) -> int:
 
     A child is written after its parent, so the newest is a leaf.
     """
-    with connection.cursor() as cursor:
+    with _cursor() as cursor:
         cursor.execute(
             f"WITH RECURSIVE down(id) AS (SELECT id FROM {MESSAGE} WHERE id = %s UNION ALL"
             f" SELECT m.id FROM {MESSAGE} m JOIN down ON m.parent_id = down.id)"

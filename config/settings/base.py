@@ -104,6 +104,12 @@ def database_config(url: str, *, pool: bool) -> dict:
         # Django checks a persistent one before each request. Either way a connection
         # PostgreSQL closed (a restart, a failover, a killed backend) costs no request.
         config.setdefault("CONN_HEALTH_CHECKS", True)
+        # The reply path's statements are prepared once per connection
+        # (config/statements.py); Django's own cursors never prepare. DB_PREPARE=false
+        # behind a pooler that cannot keep prepared statements (PgBouncer's transaction
+        # mode before 1.21).
+        if env.bool("DB_PREPARE", default=True):
+            options.setdefault("prepare_threshold", 5)
     return config
 
 
