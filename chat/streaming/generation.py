@@ -277,7 +277,12 @@ class Generation:
             async with contextlib.aclosing(stream):
                 async for event in stream:
                     if event.text:
+                        first = self.frames == 0
                         self._take(event.text)
+                        if first and self.frames:
+                            # The watchers' tasks send the first token now, before
+                            # this task reads on through what else has arrived.
+                            await asyncio.sleep(0)
                     elif event.usage is not None:
                         self.usage.prompt_tokens += event.usage.prompt_tokens
                         self.usage.completion_tokens += event.usage.completion_tokens

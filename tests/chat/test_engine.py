@@ -436,3 +436,31 @@ async def test_serving_keeps_what_the_server_loaded_out_of_the_collectors_sight(
     # youngest generation is collected every 10,000 allocations, not 700.
     assert gc.get_freeze_count() > 10_000
     assert gc.get_threshold()[0] == 10_000
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_first_token_goes_out_before_the_rest_of_a_burst_is_read(monkeypatch):
+    """Tokens that arrived together (a fast upstream): the watchers' tasks send the
+    first one before the generation reads on through the others."""
+    from chat import llm
+
+    async def burst(**kwargs):
+        for i in range(50):
+            yield llm.StreamEvent(text=f"tok{i} ")  # each already there: no wait between
+
+    monkeypatch.setattr(llm, "stream_chat", burst)
+    loop = asyncio.get_running_loop()
+    engine = streaming.Engine.current()
+    taken_when_sent = []
+
+    class Watcher:
+        def deliver(self, event):
+            if event.kind == "token" and event.body["offset"] == 0:
+                # What a socket's or a response's task does with it runs after this.
+                generation = engine.generations[event.session]
+                loop.call_soon(lambda: taken_when_sent.append(generation.length))
+
+    user = await database_sync_to_async(UserFactory)()
+    reply = await streaming.send(user=user, content="Hello", watcher=Watcher())
+    await engine.generations[str(reply.session.pk)].task
+    assert taken_when_sent == [len("tok0 ")]
