@@ -21,7 +21,7 @@ query of one statement is a plain string.
 
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 
 
 class Joined(str):
@@ -145,12 +145,13 @@ def joins() -> bool:
 def cursor():
     """Return a cursor of the default connection whose statements are prepared (on
     PostgreSQL; elsewhere Django's plain cursor)."""
-    if connection.vendor != "postgresql":
-        return connection.cursor()
-    connection.close_if_health_check_failed()
-    connection.ensure_connection()
-    connection.validate_thread_sharing()
-    raw = PreparedCursor(connection.connection)
-    if connection.queries_logged:
-        return connection.make_debug_cursor(raw)
-    return connection.make_cursor(raw)
+    db = connections[DEFAULT_DB_ALIAS]  # (each ``connection.x`` looks the thread's up)
+    if db.vendor != "postgresql":
+        return db.cursor()
+    db.close_if_health_check_failed()
+    db.ensure_connection()
+    db.validate_thread_sharing()
+    raw = PreparedCursor(db.connection)
+    if db.queries_logged:
+        return db.make_debug_cursor(raw)
+    return db.make_cursor(raw)
