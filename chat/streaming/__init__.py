@@ -11,6 +11,7 @@ upstream, frames, finish), ``relay`` (across processes), ``jobs`` (titles, summa
 """
 
 import asyncio
+import functools
 from dataclasses import dataclass
 
 from django.db import transaction
@@ -165,18 +166,39 @@ async def store(engine: Engine, unit, /, *args, **kwargs) -> tuple[Prepared, Ear
     """Run ``unit`` (``prepare``, or a caller's unit around it, given ``early=``) on a
     database thread; return what it prepared and its early LLM request, for ``launch``.
 
-    The request is closed unread if the unit fails (or this caller is cancelled) or
-    prepares no reply to write (a duplicate).
+    The request is closed unread if the unit fails or prepares no reply to write (a
+    duplicate). A caller cancelled while the unit runs (its client left) does not undo
+    what the unit stores: the reply is launched once it is stored, as the reply of a
+    client that leaves later goes on.
     """
     early = EarlyRequest(engine.loop)
+    work = asyncio.ensure_future(db.run(unit, *args, early=early, **kwargs))
     try:
-        prepared = await db.run(unit, *args, early=early, **kwargs)
+        prepared = await asyncio.shield(work)
+    except asyncio.CancelledError:
+        if not work.done():
+            work.add_done_callback(functools.partial(_launch_unwatched, engine, early))
+            raise
+        _launch_unwatched(engine, early, work)
+        raise
     except BaseException:
         early.cancel()
         raise
     if not prepared.startable:
         early.cancel()
     return prepared, early
+
+
+def _launch_unwatched(engine: Engine, early: EarlyRequest, work: asyncio.Future) -> None:
+    """Launch the reply a unit stored for a caller that has gone (``store``)."""
+    if work.cancelled() or work.exception() is not None:
+        early.cancel()
+        return
+    prepared = work.result()
+    if prepared.startable:
+        engine.launch(prepared.reply, prepared.context, early=early)
+    else:
+        early.cancel()
 
 
 def send_sync(*, user, **fields) -> services.Reply:

@@ -3,6 +3,7 @@ its reply is the same, it is asked once, and a send that fails closes it unread.
 
 import asyncio
 import json
+import threading
 
 import pytest
 from channels.db import database_sync_to_async
@@ -126,3 +127,40 @@ async def test_a_send_that_fails_after_asking_stores_nothing_and_closes_the_requ
         assert first.done()
         assert first.cancelled() or stream.ag_frame is None
     assert await database_sync_to_async(Message.objects.count)() == 0
+
+
+async def test_a_send_whose_client_leaves_while_it_is_stored_still_gets_its_reply(monkeypatch):
+    """The caller (an SSE request, a socket's handler) is cancelled while the send's unit
+    runs on its thread: what the unit stores is not left without its reply."""
+    entered, go_on = threading.Event(), threading.Event()
+    real = streaming.prepare
+
+    def held(**kwargs):
+        entered.set()
+        go_on.wait(5)
+        return real(**kwargs)
+
+    monkeypatch.setattr(streaming, "prepare", held)
+    user = await database_sync_to_async(UserFactory)()
+    sending = asyncio.create_task(streaming.send(user=user, content="Hi [dev:tokens=9]"))
+    assert await asyncio.to_thread(entered.wait, 5)
+    sending.cancel()  # the client left
+    await asyncio.sleep(0)
+    go_on.set()
+    with pytest.raises(asyncio.CancelledError):
+        await sending
+
+    def ended():
+        return (
+            Message.objects.filter(role=Message.Role.ASSISTANT)
+            .exclude(status=Message.Status.STREAMING)
+            .first()
+        )
+
+    for _ in range(250):  # the unit stores the turn, then its reply is written
+        if reply := await database_sync_to_async(ended)():
+            break
+        await asyncio.sleep(0.02)
+    assert reply is not None, "the reply was left streaming"
+    assert reply.status == Message.Status.COMPLETE
+    assert len(reply.content.split()) == 9
