@@ -857,6 +857,7 @@ def _reply_start(
                 model_id=model_pk,
                 run_id=run_pk,
                 lease_cutoff=lease_cutoff,
+                client_id=client_id,
             )
         if session_id is not None:
             if target is not None and target.session.user_id != user.pk:
@@ -995,7 +996,11 @@ def _store_turn(
     if session.detached_label:
         raise ConversationReadOnly()
     if client_id is not None and not created:
-        previous = Message.objects.filter(session=session, client_id=client_id).first()
+        if target.client_checked:  # read with the lock: a query only for a duplicate
+            found = target.client_message
+            previous = Message.objects.get(pk=found[0]) if found else None
+        else:
+            previous = Message.objects.filter(session=session, client_id=client_id).first()
         if previous is not None and previous.role != Message.Role.USER:
             raise ClientIdTaken(field="client_id")
         if previous is not None:

@@ -67,12 +67,16 @@ _SELECT_SESSION = (
 @dataclass
 class SendTarget:
     """The conversation a message goes to, the reply streaming in it, if any, and its
-    current leaf (None: an empty path)."""
+    current leaf (None: an empty path). With ``client_checked``, ``client_message`` is
+    the (id, role) of its message with the send's ``client_id``, or None: read with it
+    (``lock_and_read``)."""
 
     session: ChatSession
     streaming_id: int | None
     streaming_abandoned: bool
     leaf_id: int | None = None
+    client_checked: bool = False
+    client_message: tuple[int, str] | None = None
 
 
 def _uuid_param(value):
@@ -167,13 +171,16 @@ def lock_and_read(
     model_id: int | None = None,
     run_id: int | None = None,
     lease_cutoff: datetime,
+    client_id: str | None = None,
 ) -> tuple[int | None, SendTarget | None]:
     """``lock_sender``, then ``session_by_id(session_id)`` or, without it, the context's
     active conversation: return (the sender's own quota, the conversation or None).
 
     On PostgreSQL both go in one round trip: two statements of one query, the read's
     snapshot taken once the lock is held (so it sees every send committed before), as
-    when they are two queries.
+    when they are two queries. With ``session_id`` and ``client_id`` a third statement
+    of the same round trip looks for the conversation's message with that client id
+    (the send's duplicate check; the target's ``client_message``).
     """
     if session_id is not None:
         read, read_params = _by_id(session_id, lease_cutoff)
@@ -184,16 +191,30 @@ def lock_and_read(
         with _cursor() as cursor:
             cursor.execute(read, read_params)
             return own_quota, _target(cursor.fetchone())
-    with _cursor() as cursor:
-        cursor.execute(
-            *_join(
-                (f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE", [user.pk]),
-                (read, read_params),
+    statements = [
+        (f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE", [user.pk]),
+        (read, read_params),
+    ]
+    checked = session_id is not None and client_id is not None
+    if checked:
+        statements.append(
+            (
+                f"SELECT id, role FROM {MESSAGE} WHERE session_id = %s AND client_id = %s",
+                [_uuid_param(session_id), client_id],
             )
         )
+    with _cursor() as cursor:
+        cursor.execute(*_join(*statements))
         locked = cursor.fetchone()
         cursor.nextset()
-        return (locked[0] if locked else None), _target(cursor.fetchone())
+        target = _target(cursor.fetchone())
+        if checked:
+            cursor.nextset()
+            found = cursor.fetchone()
+            if target is not None:
+                target.client_checked = True
+                target.client_message = tuple(found) if found else None
+        return (locked[0] if locked else None), target
 
 
 def _in_context(alias: str, user_id: int, model_id, run_id) -> tuple[str, list]:

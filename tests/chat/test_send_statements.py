@@ -106,6 +106,34 @@ def test_on_postgresql_a_send_locks_and_reads_in_one_query_and_stores_in_one_sta
 
 @pytest.mark.postgres_only
 @pytest.mark.django_db
+def test_on_postgresql_a_sends_client_id_is_checked_in_the_locks_round_trip(user):
+    """The browser names every send (``client_id``): its duplicate check costs no query of
+    its own, and a duplicate still answers the stored messages."""
+    first = services.reply_start(user=user, content="one")
+    answered(first)
+    session_id = first.session.pk
+    with CaptureQueriesContext(connection) as captured:
+        reply = services.reply_start(
+            user=user, content="two", session_id=session_id, client_id="c-2"
+        )
+    statements = [q["sql"] for q in captured.captured_queries if "SAVEPOINT" not in q["sql"]]
+    assert len(statements) == 2, statements
+    assert "FOR UPDATE" in statements[0] and "client_id = 'c-2'" in statements[0]
+    answered(reply)
+    again = services.reply_start(user=user, content="two", session_id=session_id, client_id="c-2")
+    assert again.duplicate
+    assert (again.user_message.pk, again.assistant_message.pk) == (
+        reply.user_message.pk,
+        reply.assistant_message.pk,
+    )
+    with pytest.raises(services.ClientIdTaken):
+        Message.objects.filter(pk=reply.assistant_message.pk).update(client_id="c-3")
+        services.reply_start(user=user, content="x", session_id=session_id, client_id="c-3")
+    assert Message.objects.filter(session_id=session_id).count() == 4
+
+
+@pytest.mark.postgres_only
+@pytest.mark.django_db
 def test_on_postgresql_a_reply_ends_in_one_statement_with_its_usage(user):
     reply = services.reply_start(user=user, content="Hi")
     with CaptureQueriesContext(connection) as captured:
