@@ -1,6 +1,7 @@
 """Sign-up and sign-in are limited per address and per username, on every door (SPEC 4.6)."""
 
 import ast
+import uuid
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,61 @@ def test_accounts_imports_nothing_from_chat():
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "chat"]
     assert offenders == []
+
+
+@pytest.fixture
+def redis_cache(redis_url, settings):
+    """Django's cache on Redis, as with REDIS_URL (under a key prefix of its own)."""
+    from django.core.cache import caches
+
+    prefix = f"test-{uuid.uuid4().hex}"
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": redis_url,
+            "KEY_PREFIX": prefix,
+        }
+    }
+    yield caches["default"]
+    caches["default"].delete_many(["parlor:test-hits", "parlor:racy", "parlor:short"])
+
+
+def test_hits_counted_on_redis_are_djangos_counters_and_none_is_lost(redis_cache):
+    """With Redis a hit is one round trip: the same key, value and expiry as Django's
+    own add and incr, and hits from many threads at once all count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    assert [throttling.count_hit("parlor:test-hits", window=30) for _ in range(3)] == [1, 2, 3]
+    assert redis_cache.get("parlor:test-hits") == 3
+    full = redis_cache.make_and_validate_key("parlor:test-hits")
+    client = redis_cache._cache.get_client(full)
+    assert 0 < client.ttl(full) <= 30
+    assert redis_cache.incr("parlor:test-hits") == 4  # Django's own incr reads it
+
+    with ThreadPoolExecutor(8) as pool:
+        counts = list(pool.map(lambda _: throttling.count_hit("parlor:racy", window=30), range(80)))
+    assert sorted(counts) == list(range(1, 81))
+
+
+def test_a_hit_counted_on_redis_is_one_round_trip(redis_cache, monkeypatch):
+    from redis.connection import AbstractConnection
+
+    sends = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self, command, check_health=True):
+        sends.append(command)
+        return send(self, command, check_health)
+
+    throttling.count_hit("parlor:test-hits", window=30)  # the pool's connection is open
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    assert throttling.count_hit("parlor:test-hits", window=30) == 2
+    assert len(sends) == 1  # Django's add and incr: three (SET NX, EXISTS, INCRBY)
+
+
+def test_a_counter_past_its_window_starts_again_on_redis(redis_cache):
+    import time
+
+    assert throttling.count_hit("parlor:short", window=1) == 1
+    time.sleep(1.2)
+    assert throttling.count_hit("parlor:short", window=1) == 1
