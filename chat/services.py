@@ -997,8 +997,8 @@ def _store_turn(
         raise ConversationReadOnly()
     if client_id is not None and not created:
         if target.client_checked:  # read with the lock: a query only for a duplicate
-            found = target.client_message
-            previous = Message.objects.get(pk=found[0]) if found else None
+            found = target.client_message_id
+            previous = Message.objects.get(pk=found) if found is not None else None
         else:
             previous = Message.objects.filter(session=session, client_id=client_id).first()
         if previous is not None and previous.role != Message.Role.USER:

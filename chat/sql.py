@@ -19,6 +19,7 @@ from django.db import connection
 from config.statements import cursor as _cursor
 from config.statements import join as _join
 from config.statements import joins as _joins
+from config.statements import parts as _parts
 
 from .models import ChatSession, Message, UsageDay
 
@@ -67,8 +68,8 @@ _SELECT_SESSION = (
 @dataclass
 class SendTarget:
     """The conversation a message goes to, the reply streaming in it, if any, and its
-    current leaf (None: an empty path). With ``client_checked``, ``client_message`` is
-    the (id, role) of its message with the send's ``client_id``, or None: read with it
+    current leaf (None: an empty path). With ``client_checked``, ``client_message_id``
+    is the id of its message with the send's ``client_id``, or None: read with it
     (``lock_and_read``)."""
 
     session: ChatSession
@@ -76,7 +77,7 @@ class SendTarget:
     streaming_abandoned: bool
     leaf_id: int | None = None
     client_checked: bool = False
-    client_message: tuple[int, str] | None = None
+    client_message_id: int | None = None
 
 
 def _uuid_param(value):
@@ -180,7 +181,7 @@ def lock_and_read(
     snapshot taken once the lock is held (so it sees every send committed before), as
     when they are two queries. With ``session_id`` and ``client_id`` a third statement
     of the same round trip looks for the conversation's message with that client id
-    (the send's duplicate check; the target's ``client_message``).
+    (the send's duplicate check; the target's ``client_message_id``).
     """
     if session_id is not None:
         read, read_params = _by_id(session_id, lease_cutoff)
@@ -199,7 +200,7 @@ def lock_and_read(
     if checked:
         statements.append(
             (
-                f"SELECT id, role FROM {MESSAGE} WHERE session_id = %s AND client_id = %s",
+                f"SELECT id FROM {MESSAGE} WHERE session_id = %s AND client_id = %s",
                 [_uuid_param(session_id), client_id],
             )
         )
@@ -213,7 +214,7 @@ def lock_and_read(
             found = cursor.fetchone()
             if target is not None:
                 target.client_checked = True
-                target.client_message = tuple(found) if found else None
+                target.client_message_id = found[0] if found else None
         return (locked[0] if locked else None), target
 
 
@@ -313,7 +314,7 @@ def insert_session(
         insert, params = _join(first, (insert, params))
     deferred = None
     if defer and joined:
-        deferred = Deferred(insert, params, 2 if first is not None else 1)
+        deferred = Deferred(insert, params)
     else:
         with _cursor() as cursor:
             cursor.execute(insert, params)
@@ -339,7 +340,6 @@ class Deferred:
 
     sql: str
     params: list
-    statements: int
 
 
 _INSERT_MESSAGE = (
@@ -454,7 +454,7 @@ class _Ahead:
         if deferred is None:
             return self.cursor.execute(sql, params)
         self.cursor.execute(*_join((deferred.sql, deferred.params), (sql, params)))
-        for _ in range(deferred.statements):
+        for _ in _parts(deferred.sql, deferred.params):
             self.cursor.nextset()
 
     def __getattr__(self, name):

@@ -37,17 +37,21 @@ class Joined(str):
         return joined
 
 
+def parts(sql: str, params: list) -> tuple[tuple[str, int], ...]:
+    """Return the statements of a query with ``params``: (sql, how many parameters) each."""
+    return getattr(sql, "parts", None) or ((sql, len(params)),)
+
+
 def join(*statements: tuple[str, list]) -> tuple[str, list]:
     """Return the query that runs ``statements`` ((sql, params) each, in order) in one
     round trip, and its parameters."""
-    parts, params = [], []
+    joined, params = [], []
     for sql, values in statements:
-        for text, count in getattr(sql, "parts", None) or ((sql, len(values)),):
-            parts.append((text, count))
+        joined.extend(parts(sql, values))
         params.extend(values)
-    if len(parts) == 1:
-        return parts[0][0], params
-    return Joined(parts), params
+    if len(joined) == 1:
+        return joined[0][0], params
+    return Joined(joined), params
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,7 @@ class _Query:
     @property
     def query(self) -> bytes:
         offset, texts = 0, []
-        for text, count in getattr(self.sql, "parts", None) or ((self.sql, len(self.params)),):
+        for text, count in parts(self.sql, self.params):
             texts.append(connection.ops.compose_sql(text, self.params[offset : offset + count]))
             offset += count
         return "; ".join(texts).encode()
@@ -84,16 +88,16 @@ class PreparedCursor:
     def execute(self, sql, params=None):
         self.close()
         params = list(params or ())
-        parts = getattr(sql, "parts", None)
+        statements = parts(sql, params)
         self._query = _Query(sql, params)
-        if parts is None:
+        if len(statements) == 1:
             cursor = self._factory(self._raw)
             self._cursors = [cursor]
             cursor.execute(sql, params, prepare=self._prepare)
             return self
         with self._raw.pipeline():
             offset = 0
-            for text, count in parts:
+            for text, count in statements:
                 cursor = self._factory(self._raw)
                 self._cursors.append(cursor)
                 cursor.execute(text, params[offset : offset + count], prepare=self._prepare)

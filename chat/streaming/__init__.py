@@ -176,10 +176,8 @@ async def store(engine: Engine, unit, /, *args, **kwargs) -> tuple[Prepared, Ear
     try:
         prepared = await asyncio.shield(work)
     except asyncio.CancelledError:
-        if not work.done():
-            work.add_done_callback(functools.partial(_launch_unwatched, engine, early))
-            raise
-        _launch_unwatched(engine, early, work)
+        # (Called at once, on the loop's next turn, if the unit has already ended.)
+        work.add_done_callback(functools.partial(_launch_unwatched, engine, early))
         raise
     except BaseException:
         early.cancel()

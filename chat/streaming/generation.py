@@ -54,7 +54,7 @@ class EarlyRequest:
 
     def _start(self, context) -> None:
         if self._cancelled:
-            return  # the send was given up while its unit still ran (the client left)
+            return  # the send was given up (it failed, or stored no reply to write) first
         self._close()  # a transaction retried after a start: its context is the new one
         self.context = context
         self._stream = llm.stream_chat(

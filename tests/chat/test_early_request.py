@@ -59,8 +59,8 @@ async def test_cancel_closes_the_request_whether_or_not_it_has_answered():
 
 
 async def test_a_request_started_after_the_send_was_given_up_is_not_made(monkeypatch):
-    # A client that leaves while its send's unit runs: the view cancels, then the unit
-    # (still running on its thread) starts the request.
+    # A send given up (failed, or stored no reply) while its unit's start was on its way
+    # from the database thread to the loop: the request is not made.
     asked = []
     monkeypatch.setattr(llm, "stream_chat", lambda **kwargs: asked.append(kwargs))
     early = streaming.EarlyRequest(asyncio.get_running_loop())
