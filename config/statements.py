@@ -17,11 +17,19 @@ rest, as when statements are joined with ``;`` in one query (which server-side b
 does not allow). ``execute`` returns once all of them ran; ``nextset`` steps from one
 statement's result to the next. Elsewhere (SQLite) ``cursor()`` is Django's own, and a
 query of one statement is a plain string.
+
+A transaction's first query through ``cursor()`` carries its BEGIN. psycopg sends the
+BEGIN of a transaction Django opened (``atomic``) on its own and waits for its answer
+before the first statement, pipeline or not: a round trip that answers nothing. Here
+the BEGIN (psycopg's own, with the connection's isolation level) goes first in the
+query's pipeline, so the transaction opens and its first statements run in one round
+trip.
 """
 
 from dataclasses import dataclass
 
 from django.db import DEFAULT_DB_ALIAS, connection, connections
+from psycopg.pq import TransactionStatus
 
 
 class Joined(str):
@@ -90,18 +98,32 @@ class PreparedCursor:
         params = list(params or ())
         statements = parts(sql, params)
         self._query = _Query(sql, params)
-        if len(statements) == 1:
-            cursor = self._factory(self._raw)
+        raw = self._raw
+        begin = not raw.autocommit and raw.pgconn.transaction_status == TransactionStatus.IDLE
+        if len(statements) == 1 and not begin:
+            cursor = self._factory(raw)
             self._cursors = [cursor]
             cursor.execute(sql, params, prepare=self._prepare)
             return self
-        with self._raw.pipeline():
-            offset = 0
-            for text, count in statements:
-                cursor = self._factory(self._raw)
-                self._cursors.append(cursor)
-                cursor.execute(text, params[offset : offset + count], prepare=self._prepare)
-                offset += count
+        if begin:
+            # psycopg starts a transaction before a statement unless the connection is
+            # in autocommit: its flag is set while the pipeline is sent, the BEGIN
+            # queued first (see the module).
+            raw._autocommit = True
+        try:
+            with raw.pipeline():
+                if begin:
+                    command = raw._get_tx_start_command().decode()
+                    self._factory(raw).execute(command, prepare=False)
+                offset = 0
+                for text, count in statements:
+                    cursor = self._factory(raw)
+                    self._cursors.append(cursor)
+                    cursor.execute(text, params[offset : offset + count], prepare=self._prepare)
+                    offset += count
+        finally:
+            if begin:
+                raw._autocommit = False
         # Leaving the pipeline waited for every result: all of them ran.
         return self
 

@@ -129,3 +129,82 @@ def test_the_error_of_a_closed_connection_is_djangos(user):
     finally:
         connection.close()
     assert isinstance(raw, psycopg.Connection)
+
+
+# A transaction's BEGIN goes with its first query -------------------------------------
+
+
+def psycopgs_own_begins(raw) -> list:
+    """Record the transaction starts psycopg sends itself (it waits for each)."""
+    sent = []
+    exec_command = raw._exec_command
+
+    def recording(command, *args, **kwargs):
+        if bytes(command).startswith(b"BEGIN"):
+            sent.append(command)
+        return exec_command(command, *args, **kwargs)
+
+    raw._exec_command = recording
+    return sent
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("joined", [False, True])
+def test_a_transactions_first_query_opens_it_in_the_same_round_trip(user, joined):
+    connection.ensure_connection()
+    raw = connection.connection
+    sent = psycopgs_own_begins(raw)
+    query, params = (f"SELECT username FROM {USER} WHERE id = %s", [user.pk])
+    if joined:
+        query, params = statements.join((query, params), ("SELECT 1", []))
+    try:
+        with transaction.atomic():
+            with statements.cursor() as cursor:
+                cursor.execute(query, params)
+                assert cursor.fetchone() == (user.username,)
+            assert raw.pgconn.transaction_status == psycopg.pq.TransactionStatus.INTRANS
+            assert raw.autocommit is False
+            User.objects.filter(pk=user.pk).update(first_name="Ada")  # the ORM goes on in it
+        assert sent == []  # psycopg sent no BEGIN of its own
+        assert raw.autocommit is True  # Django's autocommit is back after the block
+        assert User.objects.get(pk=user.pk).first_name == "Ada"
+    finally:
+        del raw._exec_command
+
+
+@pytest.mark.django_db(transaction=True)
+def test_what_the_first_query_wrote_is_rolled_back_with_its_transaction(user):
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort), transaction.atomic():
+        with statements.cursor() as cursor:
+            cursor.execute(f"UPDATE {USER} SET first_name = %s WHERE id = %s", ["Ada", user.pk])
+        raise Abort
+    # Had it run outside the transaction, the UPDATE would have committed on its own.
+    assert User.objects.get(pk=user.pk).first_name == ""
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_first_query_that_fails_leaves_the_connection_usable(user):
+    other = User.objects.create(username="other")
+    with pytest.raises(IntegrityError), transaction.atomic(), statements.cursor() as cursor:
+        cursor.execute(f"UPDATE {USER} SET username = %s WHERE id = %s", [user.username, other.pk])
+    assert connection.get_autocommit()
+    assert connection.connection.pgconn.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    with transaction.atomic(), statements.cursor() as cursor:
+        cursor.execute(f"SELECT username FROM {USER} WHERE id = %s", [other.pk])
+        assert cursor.fetchone() == ("other",)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_begin_keeps_the_connections_isolation_level(user):
+    connection.ensure_connection()
+    raw = connection.connection
+    raw.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    try:
+        with transaction.atomic(), statements.cursor() as cursor:
+            cursor.execute(*statements.join(("SHOW transaction_isolation", []), ("SELECT 1", [])))
+            assert cursor.fetchone() == ("repeatable read",)
+    finally:
+        raw.isolation_level = None
