@@ -300,6 +300,10 @@ async def workers_phase(
         out["two_over_one_tokens_per_s"] = round(
             two_agg["tokens_per_s"] / one_agg["tokens_per_s"], 3
         )
+        if one_agg.get("machine_cpu_busy"):
+            # The most two workers could give on this machine: the one-worker leg's CPU
+            # per reply (load client, upstream, database and server) at 100 % busy.
+            out["two_over_one_ceiling"] = round(1 / one_agg["machine_cpu_busy"], 3)
         out["two_over_one_ttft_p50"] = (
             round(two_agg["ttft_ms_p50"] / one_agg["ttft_ms_p50"], 3)
             if one_agg["ttft_ms_p50"]

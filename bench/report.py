@@ -379,7 +379,12 @@ def _workers_rows(add, workers: dict, how: str) -> None:
         f"SSE 50 clients, one / two workers ({how}): tokens/s",
         f"{_n(one.get('tokens_per_s'))} / {_n(two.get('tokens_per_s'))}",
         _n(g(workers, "direct", "tokens_per_s")),
-        f"two/one ×{_n(ratio, 3)}",
+        f"two/one ×{_n(ratio, 3)}"
+        + (
+            f" (machine's ceiling ×{_n(ceiling, 3)})"
+            if (ceiling := workers.get("two_over_one_ceiling"))
+            else ""
+        ),
         f"≥ ×{TWO_OVER_ONE:g}",
         ratio is not None and ratio >= TWO_OVER_ONE,
     )
