@@ -3,11 +3,16 @@
 One parser for the ``Authorization`` header (``bearer_token``) and one lookup
 (``token_user``) serve every door, so a token reads the same everywhere. People name,
 list and revoke their tokens through accounts.services and accounts.selectors.
+
+A send checks its token under the sender's row lock instead (``token_sender``): the
+streamed reply's path then has no round trip of the token's own.
 """
 
 import hashlib
 import re
 import secrets
+import threading
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,6 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from config import statements
+from core.exceptions import DomainError
 
 from .models import ApiToken, User
 
@@ -41,6 +47,12 @@ _TOKEN_USED = (
     f"UPDATE {_TOKEN} SET last_used_at = %s"
     " WHERE id = %s AND (last_used_at IS NULL OR last_used_at < %s)"
 )
+
+
+class InvalidToken(DomainError):
+    status = 401
+    code = "not_authenticated"
+    default_message = "The token is invalid or expired."
 
 
 def bearer_token(header_value: str | bytes | None) -> str | None:
@@ -107,3 +119,77 @@ def token_user(raw: str) -> User | None:
         ["id", "is_active", *_USER_SETTINGS],
         [user_id, True, *settings],
     )
+
+
+# Send path: the token checked with the sender's lock ------------------------------------
+
+# Tokens found valid within LAST_USED_EVERY: digest -> (user id, time.monotonic() then).
+_recent: dict[str, tuple[int, float]] = {}
+_recent_lock = threading.Lock()
+RECENT_TOKENS = 4096  # the most remembered (per process); the oldest go first
+
+
+def token_sender(raw: str) -> User | None:
+    """Return the user a token names, for a send that checks it under its lock; else None.
+
+    A token found valid in this process within LAST_USED_EVERY gives its user at once,
+    with only the id loaded and marked unconfirmed: the send's locking statement takes
+    the lock only if the token is still valid, unexpired and its user active, and loads
+    the fields ``token_user`` loads (``confirming_sql``, ``confirm``). Revoking a token,
+    or deactivating its user, so refuses the next send at once, in every process. Any
+    other token is looked up as ``token_user`` does (which also writes its last use).
+    """
+    if not isinstance(raw, str) or len(raw) > MAX_TOKEN_CHARS or not TOKEN.fullmatch(raw):
+        return None
+    digest = _digest(raw)
+    now = time.monotonic()
+    known = _recent.get(digest)
+    if known is not None and now - known[1] < LAST_USED_EVERY.total_seconds():
+        user = User.from_db(connection.alias, ["id", "is_active"], [known[0], True])
+        user._token_unconfirmed = digest
+        return user
+    user = token_user(raw)
+    if user is not None:
+        with _recent_lock:
+            _recent.pop(digest, None)
+            while len(_recent) >= RECENT_TOKENS:
+                del _recent[next(iter(_recent))]
+            _recent[digest] = (user.pk, now)
+    return user
+
+
+def unconfirmed(user) -> bool:
+    """Whether ``user`` came from ``token_sender`` without a lookup, not confirmed yet."""
+    return getattr(user, "_token_unconfirmed", None) is not None
+
+
+# The fields ``confirm`` sets, read by ``confirming_sql``'s statement after the quota.
+CONFIRMED_FIELDS = ("about_me", "response_style", "default_llm")
+
+
+def confirming_sql(user, alias: str) -> tuple[str, str, list]:
+    """For a user ``token_sender`` left unconfirmed: the columns and the condition (on
+    the user row ``alias``) that the send's locking statement adds, and the condition's
+    parameters. ("", "", []) for any other user."""
+    if not unconfirmed(user):
+        return "", "", []
+    digest = user._token_unconfirmed
+    columns = "".join(f", {alias}.{name}" for name in CONFIRMED_FIELDS)
+    condition = (
+        f" AND {alias}.is_active AND EXISTS (SELECT 1 FROM {_TOKEN} t"
+        f" WHERE t.digest = %s AND t.user_id = {alias}.id AND t.expires_at > %s)"
+    )
+    return columns, condition, [digest, connection.ops.adapt_datetimefield_value(timezone.now())]
+
+
+def confirm(user, row) -> None:
+    """Take the locking statement's row (``confirming_sql``): the user's fields after the
+    quota; raise InvalidToken if it found none (the token is no longer valid)."""
+    if not unconfirmed(user):
+        return
+    if row is None:
+        raise InvalidToken()
+    for name, value in zip(CONFIRMED_FIELDS, row[1:], strict=True):
+        setattr(user, name, value)
+    user.quota_tokens_per_day = row[0]
+    del user._token_unconfirmed

@@ -16,6 +16,7 @@ from datetime import date, datetime
 
 from django.db import connection
 
+from accounts import tokens
 from config.statements import cursor as _cursor
 from config.statements import join as _join
 from config.statements import joins as _joins
@@ -128,17 +129,28 @@ def lock_sender(user) -> int | None:
     SQLite (the IMMEDIATE transaction has locked everything) it is the value loaded with
     ``user`` (a signed-in browser's user is loaded whole, a bearer token's with its quota:
     accounts.tokens.token_user), else one read by primary key.
+
+    A user a bearer token named without a lookup (accounts.tokens.token_sender) is
+    confirmed by the same statement: the lock is taken only while the token is valid,
+    else InvalidToken is raised.
     """
-    if connection.features.has_select_for_update:
-        sql = f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE"
-    elif "quota_tokens_per_day" not in user.get_deferred_fields():
+    locks = connection.features.has_select_for_update
+    loaded = "quota_tokens_per_day" not in user.get_deferred_fields()
+    if not locks and loaded and not tokens.unconfirmed(user):
         return user.quota_tokens_per_day
-    else:
-        sql = f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s"
     with _cursor() as cursor:
-        cursor.execute(sql, [user.pk])
+        cursor.execute(*_sender_lock(user, locks))
         row = cursor.fetchone()
+    tokens.confirm(user, row)
     return row[0] if row else None
+
+
+def _sender_lock(user, lock: bool) -> tuple[str, list]:
+    """The statement that locks the sender's row and reads their quota (and what
+    accounts.tokens.confirming_sql adds for a token to confirm)."""
+    columns, condition, params = tokens.confirming_sql(user, "u")
+    sql = f"SELECT u.quota_tokens_per_day{columns} FROM {USER} u WHERE u.id = %s{condition}"
+    return sql + (" FOR UPDATE" if lock else ""), [user.pk, *params]
 
 
 def _by_id(session_id: uuid.UUID, lease_cutoff: datetime) -> tuple[str, list]:
@@ -192,10 +204,7 @@ def lock_and_read(
         with _cursor() as cursor:
             cursor.execute(read, read_params)
             return own_quota, _target(cursor.fetchone())
-    statements = [
-        (f"SELECT quota_tokens_per_day FROM {USER} WHERE id = %s FOR UPDATE", [user.pk]),
-        (read, read_params),
-    ]
+    statements = [_sender_lock(user, True), (read, read_params)]
     checked = session_id is not None and client_id is not None
     if checked:
         statements.append(
@@ -207,6 +216,7 @@ def lock_and_read(
     with _cursor() as cursor:
         cursor.execute(*_join(*statements))
         locked = cursor.fetchone()
+        tokens.confirm(user, locked)
         cursor.nextset()
         target = _target(cursor.fetchone())
         if checked:

@@ -20,7 +20,7 @@ from django.http import JsonResponse, StreamingHttpResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.tokens import bearer_token, token_user
+from accounts.tokens import InvalidToken, bearer_token, token_sender, token_user
 from config.logs import REQUEST_ID_HEADER, bind_request_id
 
 from . import llm, prompting, ratelimit, selectors, streaming
@@ -46,10 +46,6 @@ class NotAuthenticated(DomainError):
     status = 401
     code = "not_authenticated"
     default_message = "Authentication credentials were not given."
-
-
-class InvalidToken(NotAuthenticated):
-    default_message = "The token is invalid or expired."
 
 
 class CsrfFailed(DomainError):
@@ -124,13 +120,13 @@ def _csrf_refused(request) -> bool:
     return check.process_view(request, None, (), {}) is not None
 
 
-def _caller(request):
+def _caller(request, lookup=token_user):
     """Return who makes ``request`` (sync: reads the token or the session store): a
-    bearer token's user, else the session cookie's, whose request must pass the CSRF
-    check. Raise the 401 or 403 error otherwise."""
+    bearer token's user (found by ``lookup``), else the session cookie's, whose request
+    must pass the CSRF check. Raise the 401 or 403 error otherwise."""
     raw = bearer_token(request.headers.get("Authorization"))
     if raw is not None:
-        user = token_user(raw)
+        user = lookup(raw)
         if user is None:
             raise InvalidToken()
         return user
@@ -143,8 +139,11 @@ def _caller(request):
 
 
 def _begin(request, fields: dict, writing, *, early) -> streaming.Prepared:
-    """Authenticate and store the message: one unit of database work."""
-    return streaming.prepare(user=_caller(request), writing=writing, early=early, **fields)
+    """Authenticate and store the message: one unit of database work. A bearer token
+    seen lately is checked by the send's locking statement (accounts.tokens.token_sender:
+    no round trip of its own)."""
+    caller = _caller(request, token_sender)
+    return streaming.prepare(user=caller, writing=writing, early=early, **fields)
 
 
 class _Stream:
