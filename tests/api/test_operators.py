@@ -581,8 +581,9 @@ async def test_suggest_streams_a_draft_to_the_operator_and_stores_nothing(settin
     assert status == 401
     response = await AsyncClient().get(path, headers={"Authorization": f"Bearer {operator}"})
     assert response.status_code == 405
-    # A draft counts against the operator's send rate (THROTTLE_MESSAGES).
-    settings.THROTTLE_MESSAGES = "1/min"
+    # A draft counts against the operator's send rate (THROTTLE_MESSAGES): none left, it
+    # is refused (no budget at all, so no window can roll over in between).
+    settings.THROTTLE_MESSAGES = "0/d"
     status, _, body = await post_stream(path, operator)
     assert (status, body["error"]["code"]) == (429, "rate_limited")
 
