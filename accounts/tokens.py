@@ -33,11 +33,13 @@ MAX_TOKEN_CHARS = 200
 # A token's last use is written at most once this often: a busy token costs no write.
 LAST_USED_EVERY = timedelta(seconds=60)
 _TOKEN = ApiToken._meta.db_table
+# A token ``t`` (its digest, then the time now) is valid for its user ``u``.
+_VALID = "t.digest = %s AND t.expires_at > %s AND u.is_active"
 _TOKEN_USER = (
     "SELECT u.id, t.id, (t.last_used_at IS NULL OR t.last_used_at < %s),"
     " u.about_me, u.response_style, u.default_llm, u.quota_tokens_per_day"
     f" FROM {_TOKEN} t JOIN {User._meta.db_table} u"
-    " ON u.id = t.user_id WHERE t.digest = %s AND t.expires_at > %s AND u.is_active"
+    f" ON u.id = t.user_id WHERE {_VALID}"
 )
 # The user's fields _TOKEN_USER reads, after the ids: in the model's field order, which
 # Model.from_db reads its values in.
@@ -89,6 +91,11 @@ def token_issue(*, user: User, name: str = "") -> tuple[str, ApiToken]:
     return raw, token
 
 
+def _well_formed(raw) -> bool:
+    """Whether ``raw`` can be a token (not empty, not too long, a token's characters)."""
+    return isinstance(raw, str) and len(raw) <= MAX_TOKEN_CHARS and bool(TOKEN.fullmatch(raw))
+
+
 def token_user(raw: str) -> User | None:
     """Return the active user a valid, unexpired token belongs to, or None.
 
@@ -96,8 +103,11 @@ def token_user(raw: str) -> User | None:
     without a query. The token's ``last_used_at`` is written when it is older than
     LAST_USED_EVERY (one conditional UPDATE), so most calls are the one SELECT.
     """
-    if not isinstance(raw, str) or len(raw) > MAX_TOKEN_CHARS or not TOKEN.fullmatch(raw):
-        return None
+    return _user_by_digest(_digest(raw)) if _well_formed(raw) else None
+
+
+def _user_by_digest(digest: str) -> User | None:
+    """``token_user`` for a well-formed token's digest."""
     # Every API call and every streamed reply asks this: plain statements (the ORM would
     # take ten times their CPU building them). The user comes back with only its id
     # loaded, its daily token quota, which every send checks (chat.sql.lock_sender), and
@@ -107,7 +117,7 @@ def token_user(raw: str) -> User | None:
     adapt = connection.ops.adapt_datetimefield_value
     stale_before = adapt(now - LAST_USED_EVERY)
     with statements.cursor() as cursor:
-        cursor.execute(_TOKEN_USER, [stale_before, _digest(raw), adapt(now)])
+        cursor.execute(_TOKEN_USER, [stale_before, digest, adapt(now)])
         row = cursor.fetchone()
         if row is None:
             return None
@@ -139,7 +149,7 @@ def token_sender(raw: str) -> User | None:
     or deactivating its user, so refuses the next send at once, in every process. Any
     other token is looked up as ``token_user`` does (which also writes its last use).
     """
-    if not isinstance(raw, str) or len(raw) > MAX_TOKEN_CHARS or not TOKEN.fullmatch(raw):
+    if not _well_formed(raw):
         return None
     digest = _digest(raw)
     now = time.monotonic()
@@ -148,7 +158,7 @@ def token_sender(raw: str) -> User | None:
         user = User.from_db(connection.alias, ["id", "is_active"], [known[0], True])
         user._token_unconfirmed = digest
         return user
-    user = token_user(raw)
+    user = _user_by_digest(digest)
     if user is not None:
         with _recent_lock:
             _recent.pop(digest, None)
@@ -163,22 +173,20 @@ def unconfirmed(user) -> bool:
     return getattr(user, "_token_unconfirmed", None) is not None
 
 
-# The fields ``confirm`` sets, read by ``confirming_sql``'s statement after the quota.
-CONFIRMED_FIELDS = ("about_me", "response_style", "default_llm")
+# The fields ``confirm`` sets, read by ``confirming_sql``'s statement after the quota:
+# the rest of what ``token_user`` loads.
+CONFIRMED_FIELDS = tuple(name for name in _USER_SETTINGS if name != "quota_tokens_per_day")
 
 
-def confirming_sql(user, alias: str) -> tuple[str, str, list]:
+def confirming_sql(user) -> tuple[str, str, list]:
     """For a user ``token_sender`` left unconfirmed: the columns and the condition (on
-    the user row ``alias``) that the send's locking statement adds, and the condition's
+    the user row ``u``) that the send's locking statement adds, and the condition's
     parameters. ("", "", []) for any other user."""
     if not unconfirmed(user):
         return "", "", []
     digest = user._token_unconfirmed
-    columns = "".join(f", {alias}.{name}" for name in CONFIRMED_FIELDS)
-    condition = (
-        f" AND {alias}.is_active AND EXISTS (SELECT 1 FROM {_TOKEN} t"
-        f" WHERE t.digest = %s AND t.user_id = {alias}.id AND t.expires_at > %s)"
-    )
+    columns = "".join(f", u.{name}" for name in CONFIRMED_FIELDS)
+    condition = f" AND EXISTS (SELECT 1 FROM {_TOKEN} t WHERE t.user_id = u.id AND {_VALID})"
     return columns, condition, [digest, connection.ops.adapt_datetimefield_value(timezone.now())]
 
 

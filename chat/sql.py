@@ -148,7 +148,7 @@ def lock_sender(user) -> int | None:
 def _sender_lock(user, lock: bool) -> tuple[str, list]:
     """The statement that locks the sender's row and reads their quota (and what
     accounts.tokens.confirming_sql adds for a token to confirm)."""
-    columns, condition, params = tokens.confirming_sql(user, "u")
+    columns, condition, params = tokens.confirming_sql(user)
     sql = f"SELECT u.quota_tokens_per_day{columns} FROM {USER} u WHERE u.id = %s{condition}"
     return sql + (" FOR UPDATE" if lock else ""), [user.pk, *params]
 
