@@ -125,6 +125,13 @@ def lock_user(user) -> None:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
 
 
+def lock_sessions(ids) -> None:
+    """Take the row locks of the conversations ``ids`` (those still there), in key order."""
+    list(
+        ChatSession.objects.filter(pk__in=ids).order_by("pk").select_for_update().values_list("pk")
+    )
+
+
 def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
     """Deactivate the active session of a context (caller holds the user lock)."""
     sql.deactivate_context(user_id=user.pk, model_id=model_id, run_id=run_id, keep_id=keep_id)
@@ -413,10 +420,10 @@ def conversation_update(
     ``tags`` replaces the conversation's tags whole (``[]`` removes them all). ``folder``
     (one of the user's folders' ids, or None: no folder) files a general conversation
     that is kept (not temporary); someone else's folder is not found. Every value is
-    checked before anything is written: bad input changes nothing. Takes the row locks
-    of the conversation's tags (when ``tags`` is given), then the session's: the order in
-    which deleting a conversation takes them. ``llm`` (``check_llm``) answers its next
-    replies; "" goes back to the default: the model's LLM, or the user's default LLM.
+    checked before anything is written: bad input changes nothing. Takes the session's
+    row lock before it touches a tag: every writer of a conversation's tags, and its
+    deletion, takes that lock first. ``llm`` (``check_llm``) answers its next replies; ""
+    goes back to the default: the model's LLM, or the user's default LLM.
     """
     changes = {}
     llm = check_llm(llm) if llm is not None else None
@@ -446,14 +453,9 @@ def conversation_update(
     if changes or names is not None:
         changes["updated_at"] = timezone.now()
         with transaction.atomic():
-            if names is not None:
-                # Django deletes a conversation's tags before its row: locking them first
-                # too means a deletion and a retag wait for each other, never deadlock.
-                list(
-                    SessionTag.objects.filter(session=session).select_for_update().values_list("pk")
-                )
-            # The session's row lock orders two replacements of one conversation's tags:
-            # the last one wins whole, never a mix of both.
+            # The session's row lock, taken first, orders two replacements of one
+            # conversation's tags (the last one wins whole, never a mix of both) and a
+            # replacement and a deletion: none of them holds a tag's lock while it waits.
             if not ChatSession.objects.filter(pk=session.pk).update(**changes):
                 raise ConversationNotFound()  # deleted meanwhile
             if names is not None:
@@ -477,6 +479,10 @@ def conversation_delete(*, user, session_id) -> None:
     session = selectors.session_get(user=user, session_id=session_id)
     pk, count = session.pk, session.message_count
     with transaction.atomic():
+        # The row lock first, as every writer of its tags takes it (conversation_update):
+        # Django deletes the tags before the row, and would otherwise hold their locks
+        # while it waits for the row's.
+        lock_sessions([pk])
         session.delete()
         _announce_deleted_on_commit([pk])
     logger.info("conversation %s deleted: user %s, %d messages", pk, user.pk, count)
@@ -488,6 +494,7 @@ def conversation_delete_all(*, user) -> int:
     conversation_delete is)."""
     with transaction.atomic():
         ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
+        lock_sessions(ids)
         ChatSession.objects.filter(pk__in=ids).delete()
         _announce_deleted_on_commit(ids)
     logger.info("conversations deleted: user %s, all %d", user.pk, len(ids))
