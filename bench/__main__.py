@@ -367,6 +367,7 @@ class Run:
         _, sse_tokens = make_tokens(1, "bench-sse")
         _, ws_tokens = make_tokens(self.args.ws_streams + 1, "bench-ws")
         child, base = self.start_server("server")
+        floor = self.start_floor() if "sse" in self.args.parts else None
         try:
             if "sse" in self.args.parts:
                 self.part(
@@ -383,6 +384,7 @@ class Run:
                             n50=self.args.n50,
                             warmup_n=self.args.warmup_n,
                             leg_seconds=self.args.sse_leg_seconds,
+                            floor=(floor[1], floor[0].pid) if floor else None,
                             log=log,
                         )
                     ),
@@ -408,6 +410,29 @@ class Run:
         finally:
             self._server_log("server", child)
             child.stop()
+            if floor:
+                floor[0].stop()
+
+    def start_floor(self):
+        """Start the peer kit's floor relay for the SSE part, if it is there and the
+        database is PostgreSQL; return it and its base URL, or None (and say why)."""
+        where = self.procs.FLOOR_RELAY
+        if self.vendor != "postgresql" or not where.is_file():
+            why = "needs PostgreSQL" if where.is_file() else f"{where} not found"
+            self.results["setup"]["floor"] = f"not run: {why}"
+            log(f"floor relay not run: {why}")
+            return None
+        try:
+            child, base = self.procs.start_floor(
+                self.workdir, database_url=self.database_url, llm_url=self.upstream_url
+            )
+        except Exception as exc:  # noqa: BLE001 - the SSE part runs without it
+            self.results["setup"]["floor"] = f"did not start: {exc}"[:500]
+            log(f"floor relay did not start: {exc}")
+            return None
+        self.results["setup"]["floor"] = f"{where} (uvicorn, uvloop, httptools, PostgreSQL)"
+        log(f"floor relay up at {base} (pid {child.pid})")
+        return child, base
 
     def workers(self):
 

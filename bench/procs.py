@@ -144,6 +144,67 @@ def start_upstream(workdir: Path, *, tokens: int = 200) -> tuple[Child, str]:
     return child, url
 
 
+# The peer kit's calibration floor (../shared/peers/floor_relay.py beside the checkout):
+# the leanest Django relay of the same stream, run in the SSE part beside Parlor when it
+# is there and the bench's database is PostgreSQL (it stores each reply there).
+FLOOR_RELAY = Path(
+    os.environ.get("BENCH_FLOOR_RELAY") or ROOT.parent / "shared" / "peers" / "floor_relay.py"
+)
+
+
+def floor_database(database_url: str) -> str:
+    """(Re)create the floor's database beside the bench's, with its one table; return
+    its URL."""
+    import psycopg
+
+    base, _, name = database_url.rpartition("/")
+    floor = f"{name.split('?')[0]}_floor"
+    with psycopg.connect(f"{base}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{floor}"')
+        conn.execute(f'CREATE DATABASE "{floor}"')
+    url = f"{base}/{floor}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE msg(id bigserial primary key, session text, role text,"
+            " content text, status text)"
+        )
+    return url
+
+
+def start_floor(workdir: Path, *, database_url: str, llm_url: str) -> tuple[Child, str]:
+    """Start ``FLOOR_RELAY`` under uvicorn (uvloop, httptools, as its docstring runs it)
+    on ``llm_url``, storing into a database of its own; return it and its base URL."""
+    port = free_port()
+    env = dict(
+        os.environ,
+        PYTHONUNBUFFERED="1",
+        FLOOR_DB=floor_database(database_url),
+        UP=llm_url,
+        FRAME_MS="16",
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    child = Child(
+        "floor",
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "floor_relay:application",
+            f"--app-dir={FLOOR_RELAY.parent}",
+            f"--host={HOST}",
+            f"--port={port}",
+            "--loop=uvloop",
+            "--http=httptools",
+            "--no-access-log",
+        ],
+        env,
+        workdir / "floor.log",
+    )
+    base = f"http://{HOST}:{port}"
+    child.wait_http(f"{base}/api/chat/stream")  # a GET: it answers, with an error
+    return child, base
+
+
 def start_devllm(workdir: Path, *, tokens: int = 200) -> tuple[Child, str]:
     """Start the development LLM (``manage.py llm_devserver``) with no delays."""
     port = free_port()

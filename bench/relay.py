@@ -8,7 +8,11 @@ hits them alike; figures are medians over the rounds.
 - ``direct``: the load client on the upstream's ``/v1/chat/completions`` (the limit);
 - ``new``: Parlor's ``POST /api/chat/stream``, each request a new conversation;
 - ``existing``: each client slot keeps sending into its own conversation, created (with
-  its title) before timing.
+  its title) before timing;
+- ``floor`` (when the peer kit's ``floor_relay.py`` is there, on PostgreSQL): the leanest
+  Django relay of the same stream, which stores each reply with three writes and keeps
+  no guarantee. What Parlor pays above it, on the same machine in the same rounds, is
+  the price of what it guarantees; its figures also show how fast the machine is today.
 
 Per leg: TTFT p50/p95/p99, tokens/s delivered over the wall time, and the server's CPU
 milliseconds per reply (utime+stime of its whole process tree, from /proc). Ratios and
@@ -133,11 +137,13 @@ async def sse_phase(
     n50: int,
     warmup_n: int,
     leg_seconds: tuple[float | None, float | None] = (None, None),
+    floor: tuple[str, int] | None = None,
     log=print,
 ) -> dict:
     """SSE at 1 and 50 clients, new and existing conversations, against direct.
 
     ``leg_seconds`` (1 client, 50 clients): no request of a leg starts after that long.
+    ``floor``: the floor relay's base URL and pid, run as a leg of its own.
     """
     direct_url = f"{upstream_url}/chat/completions"
     sse_url = f"{server_base}/api/chat/stream"
@@ -146,10 +152,26 @@ async def sse_phase(
     direct = dict(url=direct_url, protocol="openai")
     watch_server = {"server": server_pid, "upstream": upstream_pid}
     watch_direct = {"upstream": upstream_pid}
+    if floor is not None:
+        floor_leg = dict(url=f"{floor[0]}/api/chat/stream", protocol="parlor")
+        watch_floor = {"server": floor[1], "upstream": upstream_pid}
     legs = []
     for (c, n), limit in zip(((1, n1), (50, n50)), leg_seconds, strict=True):
+        legs.append((f"direct_c{c}", dict(direct, concurrency=c, requests=n, watch=watch_direct)))
+        if floor is not None:
+            legs.append(
+                (
+                    f"floor_c{c}",
+                    dict(
+                        floor_leg,
+                        concurrency=c,
+                        requests=n,
+                        watch=watch_floor,
+                        max_seconds=limit,
+                    ),
+                )
+            )
         legs += [
-            (f"direct_c{c}", dict(direct, concurrency=c, requests=n, watch=watch_direct)),
             (
                 f"new_c{c}",
                 dict(parlor, concurrency=c, requests=n, watch=watch_server, max_seconds=limit),
@@ -170,6 +192,8 @@ async def sse_phase(
     # Unrecorded warm-up of both paths.
     warmup = dict(concurrency=50, requests=warmup_n, max_seconds=10)
     await run_leg("warmup_direct", skip, **dict(direct, **warmup))
+    if floor is not None:
+        await run_leg("warmup_floor", skip, **dict(floor_leg, **warmup))
     warm = await run_leg("warmup_parlor", skip, **dict(parlor, **warmup))
     if "error" in warm or not warm.get("ok"):
         log(f"  warm-up through Parlor failed: {warm.get('error') or warm.get('error_samples')}")
@@ -196,12 +220,36 @@ async def sse_phase(
     for c in (1, 50):
         d = aggregate(runs[f"direct_c{c}"])
         block = {"direct": d}
-        for kind in ("new", "existing"):
+        kinds = ("new", "existing")
+        if floor is not None:
+            kinds = ("floor", *kinds)
+        for kind in kinds:
             leg = aggregate(runs[f"{kind}_c{c}"])
             leg.update(versus(leg, d))
+            if kind != "floor" and "floor" in block:
+                leg["over_floor"] = over_floor(leg, block["floor"])
             block[kind] = leg
         out[f"c{c}"] = block
     return out
+
+
+def over_floor(leg: dict, floor: dict) -> dict:
+    """What a Parlor leg pays above the floor relay's leg of the same rounds."""
+    if leg.get("failed") or floor.get("failed"):
+        return {}
+    cpu, floor_cpu = g_cpu(leg), g_cpu(floor)
+    return {
+        "ttft_p50_ms": round(leg["ttft_ms_p50"] - floor["ttft_ms_p50"], 2),
+        "ttft_p95_ms": round(leg["ttft_ms_p95"] - floor["ttft_ms_p95"], 2),
+        "cpu_ms_per_reply": round(cpu - floor_cpu, 2) if None not in (cpu, floor_cpu) else None,
+        "tokens_per_s_ratio": round(leg["tokens_per_s"] / floor["tokens_per_s"], 3)
+        if floor["tokens_per_s"]
+        else None,
+    }
+
+
+def g_cpu(leg: dict):
+    return leg.get("cpu_ms_per_req", {}).get("server")
 
 
 def _line(result: dict) -> str:

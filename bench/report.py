@@ -52,6 +52,41 @@ def _failed(part) -> str | None:
     return None
 
 
+def _sse_clients(c: str) -> str:
+    """``c1`` → "SSE 1 client", ``c50`` → "SSE 50 clients"."""
+    return f"SSE {c[1:]} client{'s' if c != 'c1' else ''}"
+
+
+def _signed(value) -> str:
+    return "—" if value is None else f"{value:+.1f}"
+
+
+def _floor_rows(add, c: str, floor: dict | None, direct: dict) -> None:
+    """The floor relay's figures (no target: a calibration of the machine and the path)."""
+    if floor is None:
+        return
+    label = f"{_sse_clients(c)}, the floor relay (peer kit)"
+    if floor.get("failed") or direct.get("failed"):
+        add(label, f"FAILED: {str(floor.get('error') or direct.get('error'))[:160]}")
+        return
+    if c == "c1":
+        versus = f"added {_pair(floor['added_ttft_p50_ms'], floor['added_ttft_p95_ms'])}"
+    else:
+        versus = f"p50 ×{_n(floor['ttft_p50_ratio'], 2)}"
+    add(
+        f"{label}: TTFT p50 / p95",
+        _pair(floor["ttft_ms_p50"], floor["ttft_ms_p95"]),
+        _pair(direct["ttft_ms_p50"], direct["ttft_ms_p95"]),
+        versus,
+    )
+    add(
+        f"{label}: tokens/s, server CPU per reply",
+        f"{_n(floor['tokens_per_s'])}, {_n(g(floor, 'cpu_ms_per_req', 'server'), 1, ' ms')}",
+        _n(direct["tokens_per_s"]),
+        f"×{_n(floor['tokens_per_s_ratio'], 3)}",
+    )
+
+
 def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[dict]:
     """Every headline figure as {figure, parlor, direct, versus, target, met}."""
     out = []
@@ -75,11 +110,12 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
             add("SSE relay", failure)
         for c in ("c1", "c50"):
             d = g(sse, c, "direct") or {}
+            _floor_rows(add, c, g(sse, c, "floor"), d)
             for kind in ("new", "existing"):
                 leg = g(sse, c, kind)
                 if leg is None:
                     continue
-                label = f"SSE {c[1:]} client{'s' if c == 'c50' else ''}, {kind} conversations"
+                label = f"{_sse_clients(c)}, {kind} conversations"
                 if leg.get("failed") or d.get("failed"):
                     add(label, f"FAILED: {str(leg.get('error') or d.get('error'))[:160]}")
                     continue
@@ -131,6 +167,14 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
                     f"≤ {CPU_MS_PER_REPLY:g} ms",
                     cpu is not None and cpu <= CPU_MS_PER_REPLY,
                 )
+                above = leg.get("over_floor")
+                if above:
+                    add(
+                        f"{label}: above the floor relay",
+                        f"TTFT p50 {_signed(above['ttft_p50_ms'])} ms, CPU "
+                        f"{_signed(above['cpu_ms_per_reply'])} ms, tokens/s "
+                        f"×{_n(above['tokens_per_s_ratio'], 2)}",
+                    )
 
     ws = results.get("ws")
     if ws is not None:
