@@ -237,7 +237,7 @@ def over_floor(leg: dict, floor: dict) -> dict:
     """What a Parlor leg pays above the floor relay's leg of the same rounds."""
     if leg.get("failed") or floor.get("failed"):
         return {}
-    cpu, floor_cpu = g_cpu(leg), g_cpu(floor)
+    cpu, floor_cpu = _server_cpu(leg), _server_cpu(floor)
     return {
         "ttft_p50_ms": round(leg["ttft_ms_p50"] - floor["ttft_ms_p50"], 2),
         "ttft_p95_ms": round(leg["ttft_ms_p95"] - floor["ttft_ms_p95"], 2),
@@ -248,7 +248,7 @@ def over_floor(leg: dict, floor: dict) -> dict:
     }
 
 
-def g_cpu(leg: dict):
+def _server_cpu(leg: dict):
     return leg.get("cpu_ms_per_req", {}).get("server")
 
 

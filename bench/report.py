@@ -57,6 +57,14 @@ def _sse_clients(c: str) -> str:
     return f"SSE {c[1:]} client{'s' if c != 'c1' else ''}"
 
 
+def _failed_leg(add, label: str, leg: dict, direct: dict) -> bool:
+    """Add the row of a leg that failed (or whose direct leg did); return whether so."""
+    if not (leg.get("failed") or direct.get("failed")):
+        return False
+    add(label, f"FAILED: {str(leg.get('error') or direct.get('error'))[:160]}")
+    return True
+
+
 def _signed(value) -> str:
     return "—" if value is None else f"{value:+.1f}"
 
@@ -66,8 +74,7 @@ def _floor_rows(add, c: str, floor: dict | None, direct: dict) -> None:
     if floor is None:
         return
     label = f"{_sse_clients(c)}, the floor relay (peer kit)"
-    if floor.get("failed") or direct.get("failed"):
-        add(label, f"FAILED: {str(floor.get('error') or direct.get('error'))[:160]}")
+    if _failed_leg(add, label, floor, direct):
         return
     if c == "c1":
         versus = f"added {_pair(floor['added_ttft_p50_ms'], floor['added_ttft_p95_ms'])}"
@@ -116,8 +123,7 @@ def rows(results: dict, peer_ttft_ratio: float, peer_tps_ratio: float) -> list[d
                 if leg is None:
                     continue
                 label = f"{_sse_clients(c)}, {kind} conversations"
-                if leg.get("failed") or d.get("failed"):
-                    add(label, f"FAILED: {str(leg.get('error') or d.get('error'))[:160]}")
+                if _failed_leg(add, label, leg, d):
                     continue
                 cpu = g(leg, "cpu_ms_per_req", "server")
                 if leg.get("errors"):

@@ -125,11 +125,10 @@ def lock_user(user) -> None:
     list(get_user_model().objects.select_for_update().filter(pk=user.pk).values_list("pk"))
 
 
-def lock_sessions(ids) -> None:
-    """Take the row locks of the conversations ``ids`` (those still there), in key order."""
-    list(
-        ChatSession.objects.filter(pk__in=ids).order_by("pk").select_for_update().values_list("pk")
-    )
+def lock_sessions(sessions) -> list:
+    """Take the row locks of the conversations ``sessions`` (a queryset), in key order;
+    return their ids."""
+    return list(sessions.order_by("pk").select_for_update().values_list("pk", flat=True))
 
 
 def _deactivate_context(*, user, model_id, run_id, keep_id=None) -> None:
@@ -482,7 +481,7 @@ def conversation_delete(*, user, session_id) -> None:
         # The row lock first, as every writer of its tags takes it (conversation_update):
         # Django deletes the tags before the row, and would otherwise hold their locks
         # while it waits for the row's.
-        lock_sessions([pk])
+        lock_sessions(ChatSession.objects.filter(pk=pk))
         session.delete()
         _announce_deleted_on_commit([pk])
     logger.info("conversation %s deleted: user %s, %d messages", pk, user.pk, count)
@@ -493,8 +492,7 @@ def conversation_delete_all(*, user) -> int:
     """Delete every conversation of ``user``; return how many there were (retried as
     conversation_delete is)."""
     with transaction.atomic():
-        ids = list(ChatSession.objects.for_user(user).values_list("pk", flat=True))
-        lock_sessions(ids)
+        ids = lock_sessions(ChatSession.objects.for_user(user))
         ChatSession.objects.filter(pk__in=ids).delete()
         _announce_deleted_on_commit(ids)
     logger.info("conversations deleted: user %s, all %d", user.pk, len(ids))
